@@ -1,0 +1,191 @@
+"""Settings for the project, read from environment variables (and ``.env`` when asked to).
+
+Every variable is listed in README.md. A bad value stops start-up with one line naming the variable.
+"""
+
+from pathlib import Path
+
+import environ
+
+from config.env import EnvError, env_bool, env_list, env_str, redis_from_env
+from queues.conf import RQQueues
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if env_bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    env.read_env(str(BASE_DIR / ".env"))
+
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise EnvError(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off: set it to a long random string "
+            "(or set DJANGO_DEBUG=true for local development)."
+        )
+    SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 - only ever used with DEBUG on
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "queues",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+try:
+    DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+except (ValueError, KeyError, environ.ImproperlyConfigured) as e:
+    raise EnvError(
+        "DATABASE_URL is not a database URL Django can use: e.g. sqlite:////abs/path/db.sqlite3 "
+        f"or postgres://user@host:5432/name ({e.__class__.__name__})."
+    ) from None
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "build" / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "queues": {"handlers": ["console"], "level": env_str("QUEUES_LOG_LEVEL", "INFO"), "propagate": False},
+    },
+}
+
+# --- Queues -------------------------------------------------------------------------------------
+# The Redis server, from REDIS_URL or REDIS_HOST / REDIS_PORT / REDIS_DB / REDIS_PASSWORD / REDIS_TLS.
+QUEUES_REDIS = redis_from_env()
+
+# Job data larger than this (as JSON) is refused at enqueue: pass ids, fetch the rows in the job.
+QUEUES_MAX_PAYLOAD_BYTES = 64 * 1024
+
+# The queues, BullMQ's "Common Queue Types". Each has default options for its jobs; a @job decorator
+# or a single add() call may override them. Times are in seconds (BullMQ uses milliseconds).
+_RETAIN_A_DAY = {"count": 100, "age": 24 * 60 * 60}
+QUEUES = {
+    # Email sending: transactional mail through Django's email backend. SMTP hiccups are common and
+    # short, so retry a few times with exponential backoff.
+    "email": {
+        "default_job_options": {
+            "attempts": 3,
+            "backoff": {"type": "exponential", "delay": 1},
+            "remove_on_complete": _RETAIN_A_DAY,
+            "remove_on_fail": {"count": 500},
+            "timeout": 60,
+        },
+    },
+    # Notifications: push and in-app notifications; short jobs, retried quickly.
+    "notifications": {
+        "default_job_options": {
+            "attempts": 3,
+            "backoff": {"type": "exponential", "delay": 1},
+            "remove_on_complete": _RETAIN_A_DAY,
+            "remove_on_fail": {"count": 500},
+            "timeout": 30,
+        },
+    },
+    # Imports: long data imports; a failed import is usually bad data, so retry once and keep failures.
+    "imports": {
+        "default_job_options": {
+            "attempts": 2,
+            "backoff": {"type": "fixed", "delay": 30},
+            "remove_on_complete": {"count": 50, "age": 7 * 24 * 60 * 60},
+            "remove_on_fail": False,
+            "timeout": 60 * 60,
+        },
+    },
+    # Exports: report generation; users wait for the file, so retry soon after a failure.
+    "exports": {
+        "default_job_options": {
+            "attempts": 2,
+            "backoff": {"type": "fixed", "delay": 10},
+            "remove_on_complete": {"count": 50, "age": 24 * 60 * 60},
+            "remove_on_fail": {"count": 200},
+            "timeout": 30 * 60,
+        },
+    },
+    # Media: image and video processing; CPU-heavy and slow.
+    "media": {
+        "default_job_options": {
+            "attempts": 2,
+            "backoff": {"type": "exponential", "delay": 5},
+            "remove_on_complete": _RETAIN_A_DAY,
+            "remove_on_fail": {"count": 200},
+            "timeout": 15 * 60,
+        },
+    },
+    # Webhooks: calls to external APIs, which fail transiently; retry longer with wider backoff.
+    "webhooks": {
+        "default_job_options": {
+            "attempts": 5,
+            "backoff": {"type": "exponential", "delay": 2},
+            "remove_on_complete": _RETAIN_A_DAY,
+            "remove_on_fail": {"count": 1000},
+            "timeout": 30,
+        },
+    },
+    # Cleanup: scheduled housekeeping; it runs again on its next schedule, so one attempt.
+    "cleanup": {
+        "default_job_options": {
+            "attempts": 1,
+            "remove_on_complete": {"count": 20},
+            "remove_on_fail": {"count": 100},
+            "timeout": 10 * 60,
+        },
+    },
+}
+
+# django-rq reads RQ_QUEUES: derive it from QUEUES and QUEUES_REDIS, so the two never disagree, and
+# make its rqworker / rqworker-pool commands run this app's worker class (JSON only).
+RQ_QUEUES = RQQueues()
+RQ = {"WORKER_CLASS": "queues.worker.Worker", "JOB_CLASS": "queues.job.RQJob"}

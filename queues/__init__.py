@@ -1,0 +1,42 @@
+"""BullMQ-grade job queues for Django, on django-rq, RQ and Redis.
+
+The public API::
+
+    from queues import job, get_queue, current_job
+
+    @job("email")
+    def send_welcome(notification_id: int) -> dict: ...
+
+    get_queue("email").add(send_welcome, {"notification_id": 42})
+
+Importing this package needs no configured settings, so the project's settings may import
+``queues.conf``. Nothing here touches Redis until a queue is used.
+"""
+
+from .exceptions import (
+    InvalidJobData,
+    InvalidJobOptions,
+    InvalidQueue,
+    JobRefused,
+    PayloadTooLarge,
+    QueuesError,
+    UnknownJob,
+)
+from .job import Job, current_job
+from .queue import Queue, get_queue
+from .registry import job
+
+__all__ = [
+    "InvalidJobData",
+    "InvalidJobOptions",
+    "InvalidQueue",
+    "Job",
+    "JobRefused",
+    "PayloadTooLarge",
+    "Queue",
+    "QueuesError",
+    "UnknownJob",
+    "current_job",
+    "get_queue",
+    "job",
+]

@@ -1,0 +1,221 @@
+"""Read the ``QUEUES*`` settings into validated queue definitions.
+
+Settings are read on first use and again after ``setting_changed`` (so ``override_settings`` works),
+never at import. A bad setting does not raise here: it becomes an error that ``manage.py check``
+shows (``queues.E0xx``) and that :func:`get_definition` raises as :class:`~queues.exceptions.InvalidQueue`.
+
+This module is imported by the project's settings (for :class:`RQQueues`), so it imports nothing that
+needs configured settings or a loaded app registry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from .exceptions import InvalidJobOptions, InvalidQueue
+from .options import JobOptions
+
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+QUEUE_KEYS = ("default_job_options",)
+REDIS_KEYS = (
+    "URL", "HOST", "PORT", "DB", "USERNAME", "PASSWORD", "SSL", "SSL_CA_CERTS", "SSL_CERT_REQS",
+    "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES",
+)
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+JSON_SERIALIZER = "rq.serializers.JSONSerializer"
+QUEUE_CLASS = "queues.queue.RQQueue"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One misconfiguration, reported by ``manage.py check`` as ``queues.<id>``."""
+
+    id: str
+    msg: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    """A queue from ``QUEUES``: its name and the options its jobs start from."""
+
+    name: str
+    default_job_options: JobOptions = JobOptions()
+
+
+@dataclass(frozen=True)
+class Config:
+    queues: dict[str, QueueDefinition] = field(default_factory=dict)
+    redis: dict[str, Any] = field(default_factory=dict)
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    problems: tuple[Problem, ...] = ()
+
+
+def _suggest(name: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(known)}."
+
+
+def _check_redis(redis: Any) -> list[Problem]:
+    if not isinstance(redis, Mapping):
+        return [Problem("E005", "QUEUES_REDIS must be a dict.", "Set QUEUES_REDIS = {'URL': 'redis://host:6379/0'}.")]
+    problems = []
+    for key in redis:
+        if key not in REDIS_KEYS:
+            problems.append(
+                Problem("E005", f"QUEUES_REDIS has an unknown key {key!r}.", _suggest(str(key), REDIS_KEYS)))
+    url = redis.get("URL")
+    if url is not None:
+        scheme = urlsplit(str(url)).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            problems.append(Problem("E005", f"QUEUES_REDIS['URL'] has the scheme {scheme or '(none)'!r}.",
+                                    "Use redis://, rediss:// (TLS) or unix:// (a socket path)."))
+    elif not redis.get("HOST"):
+        problems.append(Problem("E005", "QUEUES_REDIS names no server.",
+                                "Give it a 'URL', or a 'HOST' and 'PORT' (the project reads REDIS_URL / REDIS_HOST)."))
+    port = redis.get("PORT", 6379)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        problems.append(Problem("E005", f"QUEUES_REDIS['PORT'] is {port!r}.", "Use a TCP port from 1 to 65535."))
+    retries = redis.get("RETRIES", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        problems.append(Problem("E005", f"QUEUES_REDIS['RETRIES'] is {retries!r}.",
+                                "Use a whole number ≥ 0: how often a web process retries a lost connection."))
+    return problems
+
+
+def _read_queue(name: Any, spec: Any) -> tuple[QueueDefinition | None, list[Problem]]:
+    where = f"QUEUES[{name!r}]"
+    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+        return None, [Problem("E002", f"{where}: {name!r} is not a valid queue name.",
+                              "Use letters, digits, '_', '-' and '.', starting with a letter or digit (no ':').")]
+    if not isinstance(spec, Mapping):
+        return None, [Problem("E003", f"{where} must be a dict, not {type(spec).__name__}.",
+                              "Use {} for a queue with default options.")]
+    problems = [
+        Problem("E003", f"{where} has an unknown key {key!r}.", _suggest(str(key), QUEUE_KEYS))
+        for key in spec if key not in QUEUE_KEYS
+    ]
+    options = spec.get("default_job_options", {})
+    if not isinstance(options, Mapping):
+        problems.append(Problem("E004", f"{where}['default_job_options'] must be a dict.",
+                                "e.g. {'attempts': 3, 'backoff': {'type': 'exponential', 'delay': 1}}"))
+        return None, problems
+    try:
+        defaults = JobOptions.parse(options, f"{where}['default_job_options']")
+    except InvalidJobOptions as e:
+        problems.append(Problem("E004", str(e), "Fix the option; docs/bullmq-mapping.md lists every option."))
+        return None, problems
+    return QueueDefinition(name=name, default_job_options=defaults), problems
+
+
+def load_config() -> Config:
+    """Read and validate the settings now; never raises for a bad setting (see ``problems``)."""
+    problems: list[Problem] = []
+    raw_queues = getattr(settings, "QUEUES", None)
+    queues: dict[str, QueueDefinition] = {}
+    if not isinstance(raw_queues, Mapping) or not raw_queues:
+        problems.append(Problem("E001", "QUEUES must be a non-empty dict of queue name → definition.",
+                                "Add QUEUES = {'email': {'default_job_options': {'attempts': 3}}} to settings."))
+    else:
+        for name, spec in raw_queues.items():
+            definition, found = _read_queue(name, spec)
+            problems.extend(found)
+            if definition is not None:
+                queues[name] = definition
+    redis = getattr(settings, "QUEUES_REDIS", {"HOST": "localhost", "PORT": 6379})
+    problems.extend(_check_redis(redis))
+    max_bytes = getattr(settings, "QUEUES_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        problems.append(Problem("E006", f"QUEUES_MAX_PAYLOAD_BYTES is {max_bytes!r}.",
+                                "Use a positive whole number of bytes (default 65536)."))
+        max_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+    return Config(queues=queues, redis=dict(redis) if isinstance(redis, Mapping) else {},
+                  max_payload_bytes=max_bytes, problems=tuple(problems))
+
+
+@cache
+def get_config() -> Config:
+    """The settings as last read (cached; cleared when a ``QUEUES*`` setting changes)."""
+    return load_config()
+
+
+def clear_cache() -> None:
+    get_config.cache_clear()
+
+
+def get_definition(name: str) -> QueueDefinition:
+    """The definition of queue ``name``.
+
+    Raises:
+        InvalidQueue: ``QUEUES`` has errors, or does not define ``name``.
+    """
+    config = get_config()
+    if config.problems:
+        first = config.problems[0]
+        raise InvalidQueue(f"The QUEUES settings have errors (queues.{first.id}: {first.msg}); "
+                           "run `manage.py check` to see them all.")
+    try:
+        return config.queues[name]
+    except KeyError:
+        defined = ", ".join(config.queues) or "none"
+        raise InvalidQueue(f"Queue {name!r} is not defined: add it to QUEUES in settings.py "
+                           f"(defined: {defined}).") from None
+
+
+def django_rq_connection(redis: Mapping[str, Any]) -> dict[str, Any]:
+    """``QUEUES_REDIS`` in django-rq's vocabulary, so its admin pages and commands reach the same server."""
+    if "URL" in redis:
+        params: dict[str, Any] = {"URL": redis["URL"]}
+        if redis.get("SSL_CERT_REQS"):
+            params["SSL_CERT_REQS"] = redis["SSL_CERT_REQS"]
+        if redis.get("SSL_CA_CERTS"):
+            sep = "&" if "?" in redis["URL"] else "?"
+            params["URL"] = f"{redis['URL']}{sep}ssl_ca_certs={redis['SSL_CA_CERTS']}"
+        return params
+    params = {key: redis[key] for key in ("HOST", "PORT", "DB", "USERNAME", "PASSWORD", "SSL", "SSL_CERT_REQS")
+              if redis.get(key) is not None}
+    params.setdefault("PORT", 6379)
+    if redis.get("SSL_CA_CERTS"):
+        params["REDIS_CLIENT_KWARGS"] = {"ssl_ca_certs": redis["SSL_CA_CERTS"]}
+    return params
+
+
+class RQQueues(Mapping[str, dict[str, Any]]):
+    """django-rq's ``RQ_QUEUES``, derived from ``QUEUES`` and ``QUEUES_REDIS`` at every read.
+
+    Use it as ``RQ_QUEUES = RQQueues()`` so django-rq's ``rqworker``, ``rqstats`` and admin pages
+    see exactly the queues this app defines, with the JSON serializer and this app's queue class.
+    """
+
+    def _queues(self) -> dict[str, QueueDefinition]:
+        return get_config().queues
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        config = get_config()
+        definition = config.queues.get(name)
+        if definition is None:
+            raise KeyError(f"queue {name!r} is not defined in QUEUES (defined: {', '.join(config.queues)})")
+        timeout = definition.default_job_options.timeout
+        return {
+            **django_rq_connection(config.redis),
+            "DEFAULT_TIMEOUT": None if timeout is None else int(timeout),
+            "SERIALIZER": JSON_SERIALIZER,
+            "QUEUE_CLASS": QUEUE_CLASS,
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._queues())
+
+    def __len__(self) -> int:
+        return len(self._queues())
+
+    def __repr__(self) -> str:
+        return f"RQQueues({', '.join(self._queues())})"

@@ -1,0 +1,92 @@
+"""The guard on job data: small JSON only, checked before anything is written to Redis.
+
+BullMQ's advice ("pass IDs, fetch data in the worker") made a rule: a model instance, a queryset, a
+``datetime`` or anything else JSON cannot carry is refused with a message that says what to pass
+instead, and so is data over ``QUEUES_MAX_PAYLOAD_BYTES``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Model, QuerySet
+
+from .exceptions import InvalidJobData, PayloadTooLarge
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _hint(value: Any) -> str:
+    if isinstance(value, Model):
+        name = type(value).__name__
+        return (f"is a {name} model instance: pass its primary key instead (e.g. {{'{name.lower()}_id': obj.pk}}) "
+                "and fetch the row in the job")
+    if isinstance(value, QuerySet):
+        return ("is a QuerySet: pass a list of primary keys instead "
+                "(list(qs.values_list('pk', flat=True))) and query again in the job")
+    if isinstance(value, datetime | date | time):
+        return f"is a {type(value).__name__}: pass value.isoformat() and parse it in the job"
+    if isinstance(value, timedelta):
+        return "is a timedelta: pass value.total_seconds()"
+    if isinstance(value, Decimal | UUID):
+        return f"is a {type(value).__name__}: pass str(value)"
+    if isinstance(value, set | frozenset | tuple):
+        return f"is a {type(value).__name__}: pass a list"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "is bytes: store the content (a file, a model field) and pass its id or path"
+    if isinstance(value, float):
+        return "is not a finite number: JSON has no NaN or infinity"
+    return f"is a {type(value).__module__}.{type(value).__qualname__}, which JSON cannot carry: pass plain data or ids"
+
+
+def _walk(value: Any, path: str, seen: set[int]) -> None:
+    if isinstance(value, _SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidJobData(f"job data {path} {_hint(value)}.")
+        return
+    if isinstance(value, dict):
+        if id(value) in seen:
+            raise InvalidJobData(f"job data {path} refers back to itself (a circular reference): pass plain data.")
+        seen.add(id(value))
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidJobData(f"job data {path} has the key {key!r}: JSON object keys must be strings.")
+            _walk(item, f"{path}[{key!r}]", seen)
+        seen.discard(id(value))
+        return
+    if isinstance(value, list):
+        if id(value) in seen:
+            raise InvalidJobData(f"job data {path} refers back to itself (a circular reference): pass plain data.")
+        seen.add(id(value))
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", seen)
+        seen.discard(id(value))
+        return
+    raise InvalidJobData(f"job data {path} {_hint(value)}.")
+
+
+def check_payload(data: Any, max_bytes: int) -> int:
+    """Check that ``data`` is a dict of JSON values no larger than ``max_bytes``; return its size.
+
+    Raises:
+        InvalidJobData: ``data`` holds something JSON cannot carry; the message names where and what to pass.
+        PayloadTooLarge: the JSON is over ``max_bytes``.
+    """
+    if not isinstance(data, Mapping) or not isinstance(data, dict):
+        raise InvalidJobData(
+            f"job data must be a dict of keyword arguments for the job function, not {type(data).__name__}."
+        )
+    _walk(data, "data", set())
+    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"job data is {size:,} bytes as JSON, over the {max_bytes:,}-byte limit (QUEUES_MAX_PAYLOAD_BYTES): "
+            "keep large content in the database or a file and pass its id."
+        )
+    return size

@@ -1,0 +1,64 @@
+"""The test session's real servers: a private Redis on a free port, flushed after each test.
+
+Nothing here ever talks to a Redis server the session did not start itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.test import override_settings
+
+from config.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's own Redis server; QUEUES_REDIS and REDIS_URL (for subprocesses) point at it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    saved = {name: os.environ.pop(name, None) for name in ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
+                                                              "REDIS_TLS", "REDIS_DB", "REDIS_TLS_CA_CERTS")}
+    os.environ["REDIS_URL"] = server.url
+    override = override_settings(QUEUES_REDIS={"URL": server.url})
+    override.enable()
+    try:
+        yield server
+    finally:
+        override.disable()
+        os.environ.pop("REDIS_URL", None)
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client of the session's server; the server is flushed after every test."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.flushall()
+    client.close()
+
+
+def manage_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """Start ``manage.py <args>`` (with the test settings) as a real process."""
+    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env or manage_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env or manage_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
