@@ -68,13 +68,13 @@ TEMPLATES = [
     },
 ]
 
-try:
-    DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-except (ValueError, KeyError, environ.ImproperlyConfigured) as e:
+_database_url = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+if _database_url.split("://", 1)[0] not in environ.Env.DB_SCHEMES:
     raise EnvError(
         "DATABASE_URL is not a database URL Django can use: e.g. sqlite:////abs/path/db.sqlite3 "
-        f"or postgres://user@host:5432/name ({e.__class__.__name__})."
-    ) from None
+        f"or postgres://user@host:5432/name (schemes: {', '.join(sorted(environ.Env.DB_SCHEMES))})."
+    )
+DATABASES = {"default": environ.Env.db_url_config(_database_url)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
