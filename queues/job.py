@@ -44,6 +44,11 @@ class RQJob(BaseRQJob):
                 f"Job {self.id} names {path!r}, which is not a registered @job function: refused. Only functions "
                 "decorated with @job in an app's jobs.py run (check that the worker runs the same code)."
             )
+        # Refuse a job carrying a callback before its function runs, not after: refused afterwards, it
+        # would count as failed (and be retried) with its side effects already done.
+        self._refuse_callback("success", self._success_callback_name)
+        self._refuse_callback("failure", self._failure_callback_name)
+        self._refuse_callback("stopped", self._stopped_callback_name)
         return super().func
 
     # Callbacks are names read from Redis and imported by RQ: this app does not use them, so a job that
@@ -112,8 +117,19 @@ class Job:
 
     @property
     def attempts_made(self) -> int:
-        """Runs that failed before this one (0 during the first run), as BullMQ's ``attemptsMade``."""
-        return self.rq_job.number_of_retries or 0
+        """Runs that failed before this one (0 during the first run), as BullMQ's ``attemptsMade``.
+
+        RQ counts a retry after an exception only by decrementing ``retries_left`` (its
+        ``number_of_retries`` counts only jobs that return ``rq.Retry``). ``add()`` passes one interval
+        per retry (``options.JobOptions.rq_kwargs``), so the intervals' count is the retries allowed,
+        and RQ picks each retry's interval by the same difference.
+        """
+        rq_job = self.rq_job
+        made = rq_job.number_of_retries or 0
+        intervals = rq_job.retry_intervals
+        if rq_job.retries_left is not None and isinstance(intervals, list):
+            made += max(len(intervals) - rq_job.retries_left, 0)
+        return made
 
     def get_state(self) -> str:
         """BullMQ's state: waiting, active, delayed, completed, failed, or unknown (the job is gone)."""
