@@ -102,12 +102,13 @@ class RedisServer:
         raise RuntimeError(f"{self.name} did not answer on 127.0.0.1:{self.port} within {timeout} s")
 
     def ping(self) -> bool:
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=0.5)
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=0.5,
+                             socket_timeout=0.5)
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError):
             return False
-        except redis.ResponseError:  # e.g. a TLS-only port answers nothing useful in plain text
+        except redis.ResponseError:  # e.g. NOAUTH: something answered, so the server is up
             return True
         finally:
             client.close()

@@ -5,7 +5,9 @@
   redis-py's pool resets itself after a fork as well.
 - A lost connection is retried with exponential backoff: a few times in a web process (so a request
   fails fast and the caller can fall back), without limit in a worker (BullMQ's
-  ``maxRetriesPerRequest: null``: the worker waits for Redis to come back instead of dying).
+  ``maxRetriesPerRequest: null``: the worker waits for Redis to come back instead of dying). Each wait
+  is at least half its exponential step, so the default 3 web retries wait 0.7-1.4 s in all: enough for
+  a Redis restart, short enough for a request. A refused password is raised at once, never retried.
 - "Redis connected" and connection errors are logged with host and port, never the password.
 """
 
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import EqualJitterBackoff
 from redis.connection import Connection, ConnectionPool, SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
 
@@ -30,6 +32,8 @@ WEB = "web"
 WORKER = "worker"
 SOCKET_CONNECT_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
+BACKOFF_BASE = 0.1  # seconds; retry n waits between BACKOFF_BASE * 2**(n-1) and twice that ...
+BACKOFF_CAP = 5.0  # ... but never more than this
 
 _clients: dict[tuple[int, str], redis.Redis] = {}
 _lock = threading.Lock()
@@ -72,6 +76,34 @@ _LOGGED = {
 }
 
 
+class _Refused(Exception):
+    """Carries an error out of redis-py's retry loop, which would otherwise retry it."""
+
+    def __init__(self, error: redis.AuthenticationError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class LostConnectionRetry(Retry):
+    """redis-py's ``Retry`` for a lost connection; a refused password is raised at once.
+
+    ``AuthenticationError`` is a ``ConnectionError`` to redis-py, so its retry loop would retry a wrong
+    password, and a worker (unlimited retries) would hang for ever instead of failing with the reason.
+    """
+
+    def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        def attempt() -> Any:
+            try:
+                return do()
+            except redis.AuthenticationError as e:
+                raise _Refused(e) from e
+
+        try:
+            return super().call_with_retry(attempt, fail, *args, **kwargs)
+        except _Refused as refused:
+            raise refused.error from None
+
+
 def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     """``ConnectionPool`` keyword arguments for a ``QUEUES_REDIS`` dict (pure: no I/O)."""
     if config.get("URL"):
@@ -103,7 +135,7 @@ def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
 def build_client(config: Mapping[str, Any], *, retries: int) -> redis.Redis:
     """A new client for ``config``; ``retries=-1`` retries a lost connection without limit."""
     kwargs = connection_kwargs(config)
-    kwargs["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=5.0), retries)
+    kwargs["retry"] = LostConnectionRetry(EqualJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), retries)
     return redis.Redis(connection_pool=ConnectionPool(**kwargs))
 
 
