@@ -34,12 +34,19 @@ STATES = {
 class RQJob(BaseRQJob):
     """RQ's job, refusing to call anything but a registered ``@job`` function (``RQ["JOB_CLASS"]``)."""
 
+    refused = False  # set when the job is refused: a refused job is failed at once, never retried
+
+    @property
+    def should_retry(self) -> bool:
+        return not self.refused and super().should_retry
+
     @property
     def func(self) -> Callable[..., Any] | None:
         path = self.func_name
         if path is None:
             return None
         if self.instance is not None or definition_for_path(path) is None:
+            self.refused = True
             raise JobRefused(
                 f"Job {self.id} names {path!r}, which is not a registered @job function: refused. Only functions "
                 "decorated with @job in an app's jobs.py run (check that the worker runs the same code)."
@@ -55,6 +62,7 @@ class RQJob(BaseRQJob):
     # carries one was not written by it and is refused rather than letting Redis name what gets called.
     def _refuse_callback(self, kind: str, name: str | None) -> None:
         if name:
+            self.refused = True
             raise JobRefused(f"Job {self.id} carries an RQ {kind} callback {name!r}: refused.")
 
     @property

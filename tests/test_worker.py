@@ -186,7 +186,7 @@ def test_worker__pickled_job_found_in_redis_fails_without_running(redis_client: 
 def test_worker__unregistered_function_is_refused(redis_client: redis.Redis) -> None:
     """Refuse JSON jobs that name a function no @job registered (one of the test app, and os.getcwd)."""
     plain = rq.Queue("email", connection=redis_client, serializer=JSONSerializer)
-    undecorated = plain.enqueue("tests.testapp.jobs.not_a_job", "unregistered")
+    undecorated = plain.enqueue("tests.testapp.jobs.not_a_job", "unregistered", retry=Retry(max=2))
     stdlib = plain.enqueue("os.getcwd")
 
     result = run_manage("rqworker", "email", "--burst")
@@ -200,6 +200,8 @@ def test_worker__unregistered_function_is_refused(redis_client: redis.Redis) -> 
         assert "JobRefused" in info
         assert f"names {path!r}, which is not a registered @job function: refused" in info
         assert get_queue("email").get_job(job.id).get_state() == "failed"
+    # A refused job fails at once: its retries are not spent running into the same refusal.
+    assert get_queue("email").get_job(undecorated.id).rq_job.retries_left == 2
 
 
 def test_worker__job_carrying_an_rq_callback_is_refused_before_it_runs(redis_client: redis.Redis) -> None:
