@@ -7,8 +7,9 @@
 2. Redis: the one ``REDIS_URL`` / ``REDIS_HOST``... name (default localhost:6379) if it answers, else a private
    one on a free loopback port (``config.redis_server``), which ``REDIS_URL`` then names for every child.
 3. ``manage.py migrate``; a demo superuser ``admin`` (its random password is printed once, when created).
-4. ``manage.py runserver`` (autoreloader on) and ``manage.py rqworker --with-scheduler`` on every queue of
-   ``QUEUES``, each in a session of its own; on Linux the kernel sends them SIGTERM should their parent die.
+4. ``manage.py runserver`` (autoreloader on) and ``manage.py rqworker`` on every queue of ``QUEUES`` (the worker
+   is also the scheduler: it promotes delayed jobs itself), each in a session of its own; on Linux the kernel
+   sends them SIGTERM should their parent die.
 5. On SIGINT / SIGTERM / SIGHUP, or when either child exits on its own: SIGTERM to both process groups; the
    worker may finish its running job for ``--grace`` seconds (RQ's warm shutdown), the web server gets 5; what is
    left is killed, then the private Redis is stopped, last. Exit status 0 after a requested stop, 1 if a child died.
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, on_stop_signal)
     address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     web = start("runserver", address)
-    worker = start("rqworker", "--with-scheduler", *queues)
+    worker = start("rqworker", *queues)
     died = None
     while not _signals and died is None:
         time.sleep(0.2)

@@ -21,6 +21,7 @@ from .exceptions import (
     PayloadTooLarge,
     QueuesError,
     UnknownJob,
+    UnrecoverableError,
 )
 from .job import Job, current_job
 from .queue import Queue, get_queue
@@ -36,6 +37,7 @@ __all__ = [
     "Queue",
     "QueuesError",
     "UnknownJob",
+    "UnrecoverableError",
     "current_job",
     "get_queue",
     "job",

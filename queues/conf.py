@@ -19,12 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from .exceptions import InvalidJobOptions, InvalidQueue
 from .options import JobOptions
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-QUEUE_KEYS = ("default_job_options",)
+QUEUE_KEYS = ("default_job_options", "permanent_errors")
 REDIS_KEYS = (
     "URL", "HOST", "PORT", "DB", "USERNAME", "PASSWORD", "SSL", "SSL_CA_CERTS", "SSL_CERT_REQS",
     "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES",
@@ -49,6 +50,8 @@ class QueueDefinition:
 
     name: str
     default_job_options: JobOptions = JobOptions()
+    # Dotted paths of exception classes that fail a job at once, attempts left or not.
+    permanent_errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,26 @@ def _read_queue(name: Any, spec: Any) -> tuple[QueueDefinition | None, list[Prob
                                 "e.g. {'attempts': 3, 'backoff': {'type': 'exponential', 'delay': 1}}"))
         return None, problems
     try:
-        defaults = JobOptions.parse(options, f"{where}['default_job_options']")
+        defaults = JobOptions.parse(options, f"{where}['default_job_options']", shared=True)
     except InvalidJobOptions as e:
         problems.append(Problem("E004", str(e), "Fix the option; docs/bullmq-mapping.md lists every option."))
         return None, problems
-    return QueueDefinition(name=name, default_job_options=defaults), problems
+    permanent = spec.get("permanent_errors", ())
+    if isinstance(permanent, str) or not all(isinstance(path, str) and "." in path for path in permanent):
+        problems.append(Problem("E011", f"{where}['permanent_errors'] must be a list of dotted paths of exception "
+                                "classes.", "e.g. ['smtplib.SMTPRecipientsRefused']"))
+        return None, problems
+    for path in permanent:
+        try:
+            error_class = import_string(path)
+        except ImportError as e:
+            problems.append(Problem("E011", f"{where}['permanent_errors']: {path!r} cannot be imported ({e}).",
+                                    "Give the dotted path of an exception class."))
+            continue
+        if not (isinstance(error_class, type) and issubclass(error_class, BaseException)):
+            problems.append(Problem("E011", f"{where}['permanent_errors']: {path!r} is not an exception class.",
+                                    "Give the dotted path of an exception class."))
+    return QueueDefinition(name=name, default_job_options=defaults, permanent_errors=tuple(permanent)), problems
 
 
 def load_config() -> Config:

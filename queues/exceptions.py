@@ -29,3 +29,7 @@ class PayloadTooLarge(InvalidJobData):
 
 class JobRefused(QueuesError):
     """A worker refused to run a job found in Redis (not registered, or not JSON)."""
+
+
+class UnrecoverableError(QueuesError):
+    """Raise it in a job to fail the job at once, without its remaining attempts (BullMQ's ``UnrecoverableError``)."""

@@ -7,15 +7,17 @@ what ``Queue.add()`` and ``current_job()`` return: BullMQ's vocabulary over the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from rq.exceptions import InvalidJobOperation
 from rq.job import Job as BaseRQJob
 from rq.job import get_current_job
 
 from .exceptions import JobRefused
+from .options import Backoff
 from .registry import definition_for_path
+from .scripts import JOB_PREFIX, RESULTS_PREFIX, script
 
 # RQ status → BullMQ state (Job.getState()).
 STATES = {
@@ -32,13 +34,65 @@ STATES = {
 
 
 class RQJob(BaseRQJob):
-    """RQ's job, refusing to call anything but a registered ``@job`` function (``RQ["JOB_CLASS"]``)."""
+    """RQ's job, refusing to call anything but a registered ``@job`` function (``RQ["JOB_CLASS"]``).
 
-    refused = False  # set when the job is refused: a refused job is failed at once, never retried
+    It also carries this app's options in its hash: ``priority``, the retention counts
+    (``keep_completed`` / ``keep_failed``) and the ``backoff`` spec, which the worker and the scripts read.
+    """
+
+    priority: int | None = None
+    keep_completed: str = ""
+    keep_failed: str = ""
+    backoff: str = ""
+    fail_now = False  # set when the job must not be retried (refused, UnrecoverableError, a permanent error)
+    last_error: BaseException | None = None  # the error of the run that just failed (for custom backoff)
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:  # noqa: FBT001,FBT002
+        data = super().to_dict(include_meta=include_meta, include_result=include_result)
+        for field in ("priority", "keep_completed", "keep_failed", "backoff"):
+            value = getattr(self, field)
+            if value:
+                data[field] = value
+        return data
+
+    def restore(self, raw_data: Any) -> Any:
+        result = super().restore(raw_data)
+        get = raw_data.get
+        priority = get(b"priority") or get("priority")
+        self.priority = int(priority) if priority else None
+        for field in ("keep_completed", "keep_failed", "backoff"):
+            value = get(field.encode()) or get(field)
+            setattr(self, field, value.decode() if isinstance(value, bytes) else (value or ""))
+        return result
 
     @property
     def should_retry(self) -> bool:
-        return not self.refused and super().should_retry
+        return not self.fail_now and super().should_retry
+
+    def get_retry_interval(self) -> float:  # type: ignore[override]
+        """The wait before the coming retry: the job's backoff (jitter, custom function) for this attempt."""
+        if not self.backoff:
+            wait: float = super().get_retry_interval()
+        else:
+            retry_number = len(self.retry_intervals or []) - (self.retries_left or 0) + 1
+            wait = Backoff.from_spec(self.backoff).wait(max(retry_number, 1), self.last_error)
+        # A prioritized job retried at once still goes back through the scheduled registry, which puts it
+        # in its priority band (RQ's own requeue would put it with the jobs that have no priority).
+        return wait or (0.001 if self.priority else 0)
+
+    def _trim(self, registry_key: str, keep: str, pipeline: Any) -> None:
+        script(self.connection, "trim")(keys=[registry_key], args=[time.time(), keep, JOB_PREFIX, RESULTS_PREFIX],
+                                        client=pipeline)
+
+    def _handle_success(self, result_ttl: Any, pipeline: Any, *args: Any, **kwargs: Any) -> None:
+        super()._handle_success(result_ttl, pipeline, *args, **kwargs)
+        if result_ttl != 0:
+            self._trim(self.finished_job_registry.key, self.keep_completed, pipeline)
+
+    def _handle_failure(self, exc_string: str, pipeline: Any, *args: Any, **kwargs: Any) -> None:
+        super()._handle_failure(exc_string, pipeline, *args, **kwargs)
+        if self.failure_ttl != 0:
+            self._trim(self.failed_job_registry.key, self.keep_failed, pipeline)
 
     @property
     def func(self) -> Callable[..., Any] | None:
@@ -46,7 +100,7 @@ class RQJob(BaseRQJob):
         if path is None:
             return None
         if self.instance is not None or definition_for_path(path) is None:
-            self.refused = True
+            self.fail_now = True
             raise JobRefused(
                 f"Job {self.id} names {path!r}, which is not a registered @job function: refused. Only functions "
                 "decorated with @job in an app's jobs.py run (check that the worker runs the same code)."
@@ -62,7 +116,7 @@ class RQJob(BaseRQJob):
     # carries one was not written by it and is refused rather than letting Redis name what gets called.
     def _refuse_callback(self, kind: str, name: str | None) -> None:
         if name:
-            self.refused = True
+            self.fail_now = True
             raise JobRefused(f"Job {self.id} carries an RQ {kind} callback {name!r}: refused.")
 
     @property
@@ -140,12 +194,12 @@ class Job:
         return made
 
     def get_state(self) -> str:
-        """BullMQ's state: waiting, active, delayed, completed, failed, or unknown (the job is gone)."""
-        try:
-            status = self.rq_job.get_status(refresh=True)
-        except InvalidJobOperation:  # the job's hash is gone (removed, or its retention expired)
+        """BullMQ's state: waiting, prioritized, delayed, active, completed, failed, or unknown (gone)."""
+        status, priority = self.rq_job.connection.hmget(self.rq_job.key, "status", "priority")
+        if status is None:  # the job's hash is gone (removed, or its retention expired)
             return "unknown"
-        return STATES.get(status.value, "unknown")
+        state = STATES.get(status.decode(), "unknown")
+        return "prioritized" if state == "waiting" and priority and int(priority) > 0 else state
 
 
 def current_job() -> Job | None:

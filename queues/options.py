@@ -9,30 +9,65 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.utils.module_loading import import_string
 from rq.job import Retry
 
 from .exceptions import InvalidJobOptions
 
-OPTION_NAMES = ("attempts", "backoff", "remove_on_complete", "remove_on_fail", "timeout")
+OPTION_NAMES = ("attempts", "backoff", "delay", "job_id", "priority", "remove_on_complete", "remove_on_fail",
+                "run_at", "timeout")
+PER_JOB_ONLY = ("job_id", "run_at")  # meaningless as a default shared by many jobs
 BACKOFF_TYPES = ("fixed", "exponential")
+MAX_PRIORITY = 2_097_152  # 2 ** 21, as BullMQ
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # what RQ accepts in a job key, at most 128 characters
+KEEP_ORDERED_TTL = 10 * 365 * 24 * 60 * 60  # "keep" when a count limit needs the registry ordered by time
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Wait before retry *n* (1-based): ``delay`` when fixed, ``delay * 2 ** (n - 1)`` when exponential."""
+    """The wait before retry *n* (1-based).
+
+    ``fixed``: ``delay``; ``exponential``: ``delay * 2 ** (n - 1)``; any other type is the dotted path of
+    a function ``f(attempts_made, delay, error) -> seconds``. ``jitter`` (0 to 1) takes up to that share
+    off each wait at random, so that jobs failing together do not all retry together.
+    """
 
     type: str = "fixed"
     delay: float = 0.0
+    jitter: float = 0.0
 
-    def delays(self, retries: int) -> list[float]:
+    def base_delays(self, retries: int) -> list[float]:
         if self.type == "exponential":
             return [self.delay * 2 ** (n - 1) for n in range(1, retries + 1)]
         return [self.delay] * retries
+
+    def wait(self, retry: int, error: BaseException | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based), jitter applied."""
+        if self.type in BACKOFF_TYPES:
+            base = self.base_delays(retry)[-1]
+        else:
+            strategy: Callable[..., float] = import_string(self.type)
+            base = float(strategy(retry, self.delay, error))
+        if self.jitter:
+            base *= 1 - self.jitter * random.random()  # noqa: S311 - spreading retries, not security
+        return max(0.0, base)
+
+    def spec(self) -> str:
+        """The compact form stored on the job (read back by :meth:`from_spec`)."""
+        return f"{self.type}|{self.delay!r}|{self.jitter!r}"
+
+    @classmethod
+    def from_spec(cls, spec: str) -> Backoff:
+        kind, delay, jitter = spec.rsplit("|", 2)
+        return cls(kind, float(delay), float(jitter))
 
 
 @dataclass(frozen=True)
@@ -47,12 +82,20 @@ class Retention:
         return self.count == 0 or self.age == 0
 
     def ttl(self) -> int:
-        """The RQ time-to-live that carries the age limit: 0 removes at once, -1 keeps."""
+        """The RQ time-to-live that carries the age limit: 0 removes at once, -1 keeps.
+
+        With a count limit and no age, a long TTL instead of -1: RQ scores its registries by expiry
+        (-1 for all kept jobs), and trimming to the newest N needs them in order of completion.
+        """
         if self.remove_at_once:
             return 0
         if self.age is not None:
             return max(1, math.ceil(self.age))
-        return -1
+        return KEEP_ORDERED_TTL if self.count is not None else -1
+
+    def spec(self) -> str:
+        """The count limit as stored on the job ("" for none)."""
+        return "" if self.count is None or self.remove_at_once else str(self.count)
 
 
 KEEP = Retention()
@@ -86,13 +129,48 @@ def _parse_backoff(value: Any, where: str) -> Backoff:
     if not isinstance(value, Mapping):
         raise _fail(where, f"backoff must be seconds or {{'type': 'fixed'|'exponential', 'delay': seconds}}, "
                     f"not {value!r}.")
-    unknown = set(value) - {"type", "delay"}
+    unknown = set(value) - {"type", "delay", "jitter"}
     if unknown:
-        raise _fail(where, f"backoff has unknown key(s) {sorted(unknown)}: it takes 'type' and 'delay'.")
+        raise _fail(where, f"backoff has unknown key(s) {sorted(unknown)}: it takes 'type', 'delay' and 'jitter'.")
     kind = value.get("type", "fixed")
+    if not isinstance(kind, str) or (kind not in BACKOFF_TYPES and "." not in kind):
+        raise _fail(where, f"backoff type must be 'fixed' or 'exponential' (or the dotted path of a function), "
+                    f"not {kind!r}.")
     if kind not in BACKOFF_TYPES:
-        raise _fail(where, f"backoff type must be 'fixed' or 'exponential', not {kind!r}.")
-    return Backoff(kind, _seconds(value.get("delay", 0), where, "backoff delay", allow_zero=True))
+        try:
+            strategy = import_string(kind)
+        except ImportError as e:
+            raise _fail(where, f"backoff type {kind!r} cannot be imported ({e}).") from None
+        if not callable(strategy):
+            raise _fail(where, f"backoff type {kind!r} is not a function.")
+    jitter = value.get("jitter", 0)
+    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+        raise _fail(where, f"backoff jitter is the share of each wait taken off at random, from 0 to 1, "
+                    f"not {jitter!r}.")
+    return Backoff(kind, _seconds(value.get("delay", 0), where, "backoff delay", allow_zero=True), float(jitter))
+
+
+def _parse_priority(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
+        raise _fail(where, f"priority must be a whole number from 1 (first) to {MAX_PRIORITY:,} (0 or None: no "
+                    f"priority, which runs before any prioritized job), not {value!r}.")
+    return value
+
+
+def _parse_job_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not JOB_ID_RE.match(value):
+        raise _fail(where, f"job_id must be 1 to 128 letters, digits, '-' or '_' (e.g. 'welcome-42'), "
+                    f"not {value!r}.")
+    return value
+
+
+def _parse_run_at(value: Any, where: str) -> float:
+    if not isinstance(value, datetime):
+        raise _fail(where, f"run_at must be a datetime, not {value!r}.")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _fail(where, "run_at must be an aware datetime: use django.utils.timezone.now() + timedelta(...) "
+                    "or datetime(..., tzinfo=...).")
+    return value.timestamp()
 
 
 def _parse_retention(value: Any, where: str, name: str) -> Retention:
@@ -123,12 +201,22 @@ _PARSERS = {
     "remove_on_complete": lambda v, w: _parse_retention(v, w, "remove_on_complete"),
     "remove_on_fail": lambda v, w: _parse_retention(v, w, "remove_on_fail"),
     "timeout": lambda v, w: _seconds(v, w, "timeout", allow_zero=False),
+    "delay": lambda v, w: _seconds(v, w, "delay", allow_zero=True),
+    "run_at": lambda v, w: _parse_run_at(v, w),
+    "priority": lambda v, w: None if v is None else _parse_priority(v, w),
+    "job_id": lambda v, w: None if v is None else _parse_job_id(v, w),
 }
 
 
-def check_names(options: Mapping[str, Any], where: str) -> None:
-    """Refuse option names this app does not know, suggesting the closest one."""
+def check_names(options: Mapping[str, Any], where: str, *, shared: bool = False) -> None:
+    """Refuse option names this app does not know, suggesting the closest one.
+
+    ``shared``: the options are defaults for many jobs (a queue's or a decorator's), where ``job_id``
+    and ``run_at`` make no sense.
+    """
     for name in options:
+        if shared and name in PER_JOB_ONLY:
+            raise _fail(where, f"{name} belongs to one job: pass it to add(), not as a default.")
         if name not in _PARSERS:
             close = difflib.get_close_matches(str(name), OPTION_NAMES, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Known options: {', '.join(OPTION_NAMES)}."
@@ -144,17 +232,28 @@ class JobOptions:
     remove_on_complete: Retention = KEEP
     remove_on_fail: Retention = KEEP
     timeout: float | None = None
+    delay: float = 0.0
+    run_at: float | None = None  # a POSIX timestamp; wins over delay
+    priority: int | None = None
+    job_id: str | None = None
 
     @classmethod
-    def parse(cls, options: Mapping[str, Any], where: str, base: JobOptions | None = None) -> JobOptions:
+    def parse(cls, options: Mapping[str, Any], where: str, base: JobOptions | None = None, *,
+              shared: bool = False) -> JobOptions:
         """Validate ``options`` and lay them over ``base`` (or the defaults).
 
         Raises:
             InvalidJobOptions: an unknown name or a value out of range; the message says which.
         """
-        check_names(options, where)
+        check_names(options, where, shared=shared)
         values = {name: _PARSERS[name](value, where) for name, value in options.items()}
         return (base or cls()).merged(values)
+
+    def due(self, now: float | None = None) -> float | None:
+        """When the job may start (POSIX seconds), or None for now. A time in the past is now."""
+        now = time.time() if now is None else now
+        at = self.run_at if self.run_at is not None else (now + self.delay if self.delay else None)
+        return at if at is not None and at > now else None
 
     def merged(self, values: Mapping[str, Any]) -> JobOptions:
         return JobOptions(**{**self.__dict__, **values})
@@ -163,9 +262,11 @@ class JobOptions:
         """The arguments of ``rq.Queue.create_job`` that carry these options."""
         retries = self.attempts - 1
         return {
+            "job_id": self.job_id,
             "timeout": None if self.timeout is None else math.ceil(self.timeout),
             "result_ttl": self.remove_on_complete.ttl(),
             "failure_ttl": self.remove_on_fail.ttl(),
             # RQ repeats an interval list shorter than `max` from its start: pass exactly `retries` values.
-            "retry": Retry(max=retries, interval=self.backoff.delays(retries)) if retries else None,
+            # The wait actually used is computed at each failure (RQJob.get_retry_interval), with jitter.
+            "retry": Retry(max=retries, interval=self.backoff.base_delays(retries)) if retries else None,
         }

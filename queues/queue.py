@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 import rq
 from django.db import transaction
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty
+from rq.utils import utcformat
 
 from .conf import get_config, get_definition
 from .connection import get_connection
 from .exceptions import InvalidJobOptions
 from .job import Job, RQJob
+from .options import JobOptions
 from .payload import check_payload
 from .registry import get_job_definition
+from .scripts import JOB_PREFIX, PROMOTE_LIMIT, QueueKeys, hset_items, script
+
+JobSpec = Mapping[str, Any]  # {"job": name or function, "data": {...}, "options": {...}}
 
 
 class RQQueue(rq.Queue):
@@ -24,6 +33,8 @@ class RQQueue(rq.Queue):
 
     django-rq's commands and admin build queues through ``RQ_QUEUES[...]["QUEUE_CLASS"]``; a pickle
     serializer passed in (django-rq's ``rqworker`` passes one by default) is replaced, never used.
+    Taking jobs (:meth:`dequeue_any`) follows BullMQ: jobs without a priority first, then by priority,
+    with due delayed jobs promoted in the same atomic step (see ``queues.scripts``).
     """
 
     job_class = RQJob
@@ -36,10 +47,74 @@ class RQQueue(rq.Queue):
         if kwargs.get("connection") is None:
             kwargs["connection"] = get_connection()
         super().__init__(name, *args, **kwargs)
+        self.keys = QueueKeys.of(self.name)
+
+    def push_job_id(self, job_id: str, pipeline: Any = None, at_front: bool = False) -> None:  # noqa: FBT001,FBT002
+        """RQ's push, which also wakes an idle worker (RQ requeues retries and admin actions this way)."""
+        connection = pipeline if pipeline is not None else self.connection.pipeline()
+        (connection.lpush if at_front else connection.rpush)(self.key, job_id)
+        connection.zadd(self.keys.marker, {"0": 0})
+        if pipeline is None:
+            connection.execute()
+
+    def schedule_job(self, job: Any, datetime: datetime, pipeline: Any = None, unique: bool = False) -> Any:  # noqa: FBT001,FBT002,E501
+        """Put ``job`` in the scheduled registry, due at ``datetime`` to the microsecond (RQ: whole seconds)."""
+        pipe = pipeline if pipeline is not None else self.connection.pipeline()
+        pipe.sadd(self.redis_queues_keys, self.key)
+        self._persist_job(job, pipe, status=JobStatus.SCHEDULED)
+        pipe.zadd(self.keys.scheduled, {job.id: datetime.timestamp()})
+        pipe.zadd(self.keys.marker, {"0": 0})
+        if pipeline is None:
+            pipe.execute()
+        return job
+
+    @classmethod
+    def dequeue_any(  # type: ignore[override]
+        cls,
+        queues: Iterable[rq.Queue],
+        timeout: int | None,
+        connection: redis.Redis,
+        job_class: type[rq.job.Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: type[BaseDeathPenalty] | None = None,
+    ) -> tuple[rq.job.Job, rq.Queue] | None:
+        """Take the next job of ``queues`` (in order), promoting due delayed jobs; block up to ``timeout``.
+
+        ``timeout=None`` does not block (burst mode). While nothing is due, the worker blocks on the
+        queues' markers, and wakes by itself when the next delayed job falls due.
+
+        Raises:
+            rq.exceptions.DequeueTimeout: nothing came within ``timeout`` seconds.
+        """
+        queues = list(queues)
+        keys = [key for queue in queues for key in QueueKeys.of(queue.name).for_dequeue()]
+        markers = [QueueKeys.of(queue.name).marker for queue in queues]
+        take = script(connection, "dequeue")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            now = time.time()
+            number, job_id, next_due = take(keys=keys, args=[
+                f"{now:.6f}", utcformat(datetime.fromtimestamp(now, UTC)), JOB_PREFIX, PROMOTE_LIMIT])
+            if number:
+                queue = queues[int(number) - 1]
+                fetched = cls._fetch_dequeued_job(connection, queue.key, job_id.decode(), job_class=job_class,
+                                                  serializer=serializer, death_penalty_class=death_penalty_class)
+                if fetched is not None:
+                    return fetched
+                continue  # the job's hash is gone (removed meanwhile): take the next one
+            if deadline is None:
+                return None
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise DequeueTimeout(timeout)
+            due = float(next_due)
+            if due >= 0:
+                wait = min(wait, max(due - time.time(), 0.001))
+            connection.bzpopmin(markers, timeout=wait)
 
 
 class Queue:
-    """A queue from ``QUEUES``: add jobs to it, look them up.
+    """A queue from ``QUEUES``: add jobs to it, look them up, count them.
 
     Get one with :func:`get_queue`; it is cheap to build, so build it where you use it.
     """
@@ -50,6 +125,7 @@ class Queue:
         self.connection = connection if connection is not None else get_connection()
         timeout = self.definition.default_job_options.timeout
         self.rq = RQQueue(name, connection=self.connection, default_timeout=None if timeout is None else int(timeout))
+        self.keys = self.rq.keys
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -58,7 +134,8 @@ class Queue:
         """Add a job and return its handle (``.id``, ``.name``, ``.data``, ``.get_state()``).
 
         ``job`` is a registered job name or the ``@job`` function itself; ``data`` reaches the function
-        as keyword arguments. ``options`` override the job's and the queue's defaults. Inside
+        as keyword arguments; ``options`` override the job's and the queue's defaults (see README).
+        Adding a ``job_id`` that exists already adds nothing and returns the existing job. Inside
         ``transaction.atomic()`` the handle (and its id) is returned at once and the job is written to
         Redis when the transaction commits; a rollback writes nothing.
 
@@ -67,24 +144,71 @@ class Queue:
             InvalidJobOptions: an option is unknown or out of range, or the job belongs to another queue.
             InvalidJobData: ``data`` is not small JSON (nothing is written).
         """
-        definition = get_job_definition(job)
+        return self.add_bulk([{"job": job, "data": data, "options": options}])[0]
+
+    def add_bulk(self, jobs: Iterable[JobSpec]) -> list[Job]:
+        """Add many jobs in one round trip: ``[{"job": ..., "data": {...}, "options": {...}}, ...]``.
+
+        Every item is checked first; one bad item refuses the whole batch before anything is written.
+        Returns the handles in order (for an existing ``job_id``, the existing job).
+        """
+        prepared = [self._prepare(spec, index) for index, spec in enumerate(jobs)]
+        if not prepared:
+            return []
+        args: list[Any] = [self.rq.key, JOB_PREFIX]
+        for rq_job, mode, score in prepared:
+            items = hset_items(rq_job.to_dict())
+            args += [rq_job.id, mode, score, rq_job.ttl or -1, len(items), *items]
+
+        def write() -> list[int]:
+            return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
+
+        if transaction.get_connection().in_atomic_block:
+            transaction.on_commit(write)
+            return [Job(rq_job) for rq_job, _mode, _score in prepared]
+        added = write()
+        return [Job(rq_job) if was_added else self._existing(rq_job)
+                for (rq_job, _mode, _score), was_added in zip(prepared, added, strict=True)]
+
+    def _prepare(self, spec: JobSpec, index: int) -> tuple[RQJob, str, float]:
+        where = f"add({spec.get('job')!r})" if index == 0 else f"add_bulk item {index}"
+        unknown = set(spec) - {"job", "data", "options"}
+        if unknown:
+            raise InvalidJobOptions(f"{where}: unknown key(s) {sorted(unknown)}; an item takes 'job', 'data' and "
+                                    "'options'.")
+        definition = get_job_definition(spec["job"])
         if definition.queue != self.name:
             raise InvalidJobOptions(
                 f"Job {definition.name!r} belongs to queue {definition.queue!r} (its @job decorator), not "
                 f"{self.name!r}: add it with get_queue({definition.queue!r})."
             )
-        resolved = definition.resolve_options(self.definition.default_job_options)
-        if options:
-            resolved = resolved.parse(options, f"add({definition.name!r})", resolved)
+        options = definition.resolve_options(self.definition.default_job_options)
+        if spec.get("options"):
+            options = JobOptions.parse(spec["options"], f"add({definition.name!r})", options)
+        data = spec.get("data")
         data = {} if data is None else data
         check_payload(data, get_config().max_payload_bytes)
-        rq_job = self.rq.create_job(definition.path, kwargs=data, description=definition.name, **resolved.rq_kwargs())
-        db = transaction.get_connection()
-        if db.in_atomic_block:
-            transaction.on_commit(lambda: self.rq.enqueue_job(rq_job))
-        else:
-            self.rq.enqueue_job(rq_job)
-        return Job(rq_job)
+        rq_job = self.rq.create_job(definition.path, kwargs=data, description=definition.name, **options.rq_kwargs())
+        rq_job.origin = self.name
+        rq_job.priority = options.priority or None
+        rq_job.keep_completed = options.remove_on_complete.spec()
+        rq_job.keep_failed = options.remove_on_fail.spec()
+        if options.backoff.jitter or options.backoff.type not in ("fixed", "exponential"):
+            rq_job.backoff = options.backoff.spec()
+        now = time.time()
+        due = options.due(now)
+        rq_job.enqueued_at = datetime.fromtimestamp(now, UTC)
+        if due is not None:
+            rq_job._status = JobStatus.SCHEDULED
+            return rq_job, "d", due
+        rq_job._status = JobStatus.QUEUED
+        if rq_job.priority:
+            return rq_job, "p", rq_job.priority
+        return rq_job, "w", 0
+
+    def _existing(self, rq_job: RQJob) -> Job:
+        existing = self.get_job(rq_job.id)
+        return existing if existing is not None else Job(rq_job)
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or None when there is none (never added, or removed)."""
@@ -92,6 +216,19 @@ class Queue:
             return Job(RQJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer))
         except NoSuchJobError:
             return None
+
+    def get_job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state, in one round trip, without listing any job."""
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.llen(self.keys.wait)
+        pipe.zcard(self.keys.prioritized)
+        pipe.zcard(self.keys.scheduled)
+        pipe.zcard(self.rq.started_job_registry.key)
+        pipe.zcard(self.rq.finished_job_registry.key)
+        pipe.zcard(self.rq.failed_job_registry.key)
+        waiting, prioritized, delayed, active, completed, failed = pipe.execute()
+        return {"waiting": waiting, "prioritized": prioritized, "delayed": delayed, "active": active,
+                "completed": completed, "failed": failed}
 
 
 def get_queue(name: str) -> Queue:

@@ -35,7 +35,7 @@ class JobDefinition:
     options: dict[str, Any]
 
     def resolve_options(self, base: JobOptions) -> JobOptions:
-        return JobOptions.parse(self.options, f"@job options of {self.name!r}", base)
+        return JobOptions.parse(self.options, f"@job options of {self.name!r}", base, shared=True)
 
 
 def job(queue: str, *, name: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -51,7 +51,7 @@ def job(queue: str, *, name: str | None = None, **options: Any) -> Callable[[F],
     """
     if not isinstance(queue, str) or not queue:
         raise TypeError("@job needs the queue's name first: @job('email').")
-    check_names(options, f"@job({queue!r})")
+    check_names(options, f"@job({queue!r})", shared=True)
 
     def register(func: F) -> F:
         if not inspect.isfunction(func) or "<locals>" in func.__qualname__ or "." in func.__qualname__:

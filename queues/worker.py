@@ -1,22 +1,40 @@
 """The worker class that django-rq's ``rqworker`` and ``rqworker-pool`` run (``RQ["WORKER_CLASS"]``).
 
 Whatever it is handed, it works with this app's queue and job classes, the JSON serializer and this
-app's Redis client (which waits for Redis to come back instead of failing). It always runs RQ's
-scheduler, which moves retries waiting out their backoff back to their queue. SIGTERM or SIGINT lets
-the running job finish, then the worker exits (RQ's warm shutdown).
+app's Redis client (which waits for Redis to come back instead of failing). It takes jobs with
+``RQQueue.dequeue_any``: no-priority jobs first, then by priority, promoting delayed jobs and retries
+whose time has come in the same atomic step, so it needs no separate scheduler process (RQ's
+``--with-scheduler`` is accepted and has nothing left to do). A job that raises
+``queues.UnrecoverableError``, or an error its queue lists in ``permanent_errors``, fails at once.
+SIGTERM or SIGINT lets the running job finish, then the worker exits (RQ's warm shutdown).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import rq
+from django.utils.module_loading import import_string
 from rq.serializers import JSONSerializer
 
+from .conf import get_config
 from .connection import WORKER, get_connection
+from .exceptions import UnrecoverableError
 from .job import RQJob
 from .queue import RQQueue, get_definition
+
+
+@cache
+def _permanent_errors(queue: str, paths: tuple[str, ...]) -> tuple[type[BaseException], ...]:
+    return tuple(import_string(path) for path in paths)
+
+
+def permanent_errors(queue: str) -> tuple[type[BaseException], ...]:
+    """The exception classes that fail a job of ``queue`` at once (``QUEUES[queue]["permanent_errors"]``)."""
+    definition = get_config().queues.get(queue)
+    return _permanent_errors(queue, definition.permanent_errors) if definition else ()
 
 
 def _queue_names(queues: Any) -> list[str]:
@@ -45,10 +63,17 @@ class WorkerMixin:
         super().__init__(queue_objects, *args, **kwargs)  # type: ignore[call-arg]
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        # Retries wait out their backoff in the scheduled registry; without a scheduler they would wait
-        # for ever. RQ's scheduler takes a lock per queue, so one of many workers does the moving.
-        kwargs["with_scheduler"] = True
+        # Delayed jobs and retries are promoted by dequeue_any itself, to the millisecond; RQ's scheduler
+        # (whole seconds, polling once a second) would only race it.
+        kwargs["with_scheduler"] = False
         return super().work(*args, **kwargs)  # type: ignore[misc]
+
+    def _finalize_failure(self, job: RQJob, queue: rq.Queue, execution: Any, exc_info: Any) -> None:
+        error = exc_info[1]
+        job.last_error = error
+        if isinstance(error, UnrecoverableError) or isinstance(error, permanent_errors(job.origin)):
+            job.fail_now = True
+        super()._finalize_failure(job, queue, execution, exc_info)  # type: ignore[misc]
 
 
 class Worker(WorkerMixin, rq.Worker):

@@ -159,7 +159,10 @@ def test_add__queue_defaults_apply(redis_client: redis.Redis) -> None:
     assert json.loads(fields["retry_intervals"]) == [1, 2]
     assert fields["timeout"] == "60"
     assert fields["result_ttl"] == "86400"
-    assert fields["failure_ttl"] == "-1"
+    assert fields["keep_completed"] == "100"
+    # A count with no age: kept (ten years), so that the registry stays in order of completion.
+    assert fields["failure_ttl"] == str(10 * 365 * 24 * 60 * 60)
+    assert fields["keep_failed"] == "500"
 
 
 def test_add__per_call_options_win(redis_client: redis.Redis) -> None:

@@ -217,7 +217,8 @@ def test_run_command__starts_a_private_redis_when_none_answers(tmp_path: Path) -
         assert server_name in names(processes)
         commands = [" ".join(proc.cmdline()) for proc in processes]
         assert sum("runserver" in command for command in commands) == 2  # the autoreloader and its server
-        assert sum("rqworker --with-scheduler email" in command for command in commands) == 2  # worker, scheduler
+        # One worker process: it promotes delayed jobs itself, so no separate scheduler process runs.
+        assert sum("rqworker email" in command for command in commands) == 1
 
         assert launcher.stop() == 0, launcher.output
         assert_all_gone(launcher, processes)

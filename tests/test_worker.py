@@ -119,7 +119,7 @@ def test_worker__rqworker_runs_this_apps_worker_and_json_on_both_queues(redis_cl
 
 
 def test_worker__rqworker_with_scheduler_flag_runs_jobs(redis_client: redis.Redis) -> None:
-    """Run a job with `rqworker email --with-scheduler --burst` (the flag our worker implies anyway)."""
+    """Run a job with `rqworker email --with-scheduler --burst` (accepted; our worker promotes delayed jobs itself)."""
     handle = get_queue("email").add(jobs.record, {"key": "trace", "value": "ran"})
 
     result = run_manage("rqworker", "email", "--with-scheduler", "--burst")
@@ -148,7 +148,7 @@ def test_worker__sigterm_lets_the_running_job_finish_then_exits_0(redis_client: 
     with worker_process("rqworker", "email") as proc:
         handle = get_queue("email").add(jobs.slow, {"key": "trace", "seconds": 2})
         wait_for(lambda: values(redis_client, "trace") == ["started"], 20, "the job to start", proc)
-        children = psutil.Process(proc.pid).children(recursive=True)  # the work horse and RQ's scheduler
+        children = psutil.Process(proc.pid).children(recursive=True)  # the work horse
 
         code, out, took = stop(proc)
 
@@ -252,12 +252,11 @@ def test_worker__retries_wait_out_exponential_backoff_then_complete(redis_client
           f"{waits[1]:.3f} s apart")
     assert 1.0 <= delays[0] < 1.5
     assert 2.0 <= delays[1] < 2.5
-    # RQ's scheduler scores whole seconds and polls once a second: a retry runs between one second before its
-    # time (rounded down) and about a second after it.
-    assert 0.0 < waits[0] <= 2.5
-    assert 1.0 < waits[1] <= 3.5
+    # The worker promotes a retry when it falls due (to the millisecond), never before.
+    assert 1.0 <= waits[0] < 1.5
+    assert 2.0 <= waits[1] < 2.5
     for run, at in zip(runs[1:], scheduled, strict=True):
-        assert at - 1.0 < run <= at + 1.5
+        assert at <= run <= at + 0.25
 
 
 def test_worker__attempts_1_fails_after_a_single_run(redis_client: redis.Redis) -> None:

@@ -1,0 +1,178 @@
+"""The Lua scripts that make adding, taking and trimming jobs atomic, and the keys they use.
+
+Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq:scheduled:<q>``,
+``rq:finished:<q>``, ``rq:failed:<q>``):
+
+- ``rq:prioritized:<q>``: sorted set of prioritized job ids, score ``priority * 2**32 + counter``
+  (lower first, FIFO within a priority: BullMQ's scheme), counter in ``rq:prioritized-counter:<q>``.
+- ``rq:marker:<q>``: a one-member sorted set a worker blocks on (``BZPOPMIN``) while it has nothing to
+  do. Every add sets it; a worker that takes a job sets it again while more jobs wait, so idle workers
+  wake one after another. A worker also wakes by itself when the next delayed job falls due.
+
+``rq:scheduled:<q>`` is RQ's scheduled registry, scored here to the microsecond (RQ scores whole
+seconds): the worker promotes due jobs itself, inside the same script that takes the next job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+JOB_PREFIX = "rq:job:"
+RESULTS_PREFIX = "rq:results:"
+QUEUES_SET = "rq:queues"
+PROMOTE_LIMIT = 1000  # delayed jobs promoted per queue per call; the rest on the next call
+
+ADD = """
+-- KEYS: wait list, prioritized zset, scheduled zset, marker zset, priority counter, rq:queues set
+-- ARGV: queue key, job key prefix, then per job: id, mode (w|p|d), score, ttl, n, n field/value items
+redis.call('SADD', KEYS[6], ARGV[1])
+local prefix = ARGV[2]
+local out = {}
+local added = false
+local i = 3
+while i <= #ARGV do
+  local id, mode, score, ttl, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]),
+    tonumber(ARGV[i + 4])
+  local key = prefix .. id
+  if redis.call('EXISTS', key) == 1 then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', key, unpack(ARGV, i + 5, i + 4 + n))
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+    if mode == 'w' then
+      redis.call('RPUSH', KEYS[1], id)
+    elseif mode == 'p' then
+      local counter = redis.call('INCR', KEYS[5]) % 4294967296
+      redis.call('ZADD', KEYS[2], string.format('%.0f', score * 4294967296 + counter), id)
+    else
+      redis.call('ZADD', KEYS[3], ARGV[i + 2], id)
+    end
+    out[#out + 1] = 1
+    added = true
+  end
+  i = i + 5 + n
+end
+if added then redis.call('ZADD', KEYS[4], 0, '0') end
+return out
+"""
+
+DEQUEUE = """
+-- KEYS: per queue, in the worker's order: wait, prioritized, scheduled, marker, priority counter
+-- ARGV: now (seconds), enqueued_at text, job key prefix, promote limit
+-- Returns {queue number (1-based) or 0, job id or '', next due time or '-1'}
+local prefix = ARGV[3]
+local next_due = nil
+for q = 0, #KEYS / 5 - 1 do
+  local wait, prio, sched, marker, counter = KEYS[q * 5 + 1], KEYS[q * 5 + 2], KEYS[q * 5 + 3],
+    KEYS[q * 5 + 4], KEYS[q * 5 + 5]
+  local due = redis.call('ZRANGEBYSCORE', sched, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
+  for _, id in ipairs(due) do
+    redis.call('ZREM', sched, id)
+    local key = prefix .. id
+    local found = redis.call('HMGET', key, 'status', 'priority')
+    if found[1] then
+      local priority = tonumber(found[2] or '0') or 0
+      if priority > 0 then
+        local c = redis.call('INCR', counter) % 4294967296
+        redis.call('ZADD', prio, string.format('%.0f', priority * 4294967296 + c), id)
+      else
+        redis.call('RPUSH', wait, id)
+      end
+      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[2])
+    end
+  end
+  local id = redis.call('LPOP', wait)
+  if not id then
+    local popped = redis.call('ZPOPMIN', prio)
+    if popped[1] then id = popped[1] end
+  end
+  if id then
+    if redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0 then
+      redis.call('ZADD', marker, 0, '0')
+    end
+    return {q + 1, id, '-1'}
+  end
+  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local at = tonumber(first[2])
+    if next_due == nil or at < next_due then next_due = at end
+  end
+end
+return {0, '', next_due and string.format('%.6f', next_due) or '-1'}
+"""
+
+TRIM = """
+-- KEYS: a finished or failed registry (scored by expiry time)
+-- ARGV: now, count to keep ('' for no limit), job key prefix, results key prefix
+-- Removes the expired entries and, past the count, the oldest ones, with their job hashes and results.
+local removed = 0
+local function drop(id)
+  redis.call('DEL', ARGV[3] .. id, ARGV[4] .. id)
+  removed = removed + 1
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], id)
+  drop(id)
+end
+local count = tonumber(ARGV[2])
+if count then
+  local excess = redis.call('ZCARD', KEYS[1]) - count
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[1], excess)
+    for i = 1, #popped, 2 do drop(popped[i]) end
+  end
+end
+return removed
+"""
+
+_SOURCES = {"add": ADD, "dequeue": DEQUEUE, "trim": TRIM}
+_scripts: dict[tuple[int, str], Script] = {}
+
+
+def script(connection: redis.Redis, name: str) -> Script:
+    """The named script, registered once per client (redis-py loads it on first use)."""
+    key = (id(connection), name)
+    found = _scripts.get(key)
+    if found is None or found.registered_client is not connection:
+        found = _scripts[key] = connection.register_script(_SOURCES[name])
+    return found
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    wait: str
+    prioritized: str
+    scheduled: str
+    marker: str
+    priority_counter: str
+
+    @classmethod
+    def of(cls, name: str) -> QueueKeys:
+        return cls(
+            wait=f"rq:queue:{name}",
+            prioritized=f"rq:prioritized:{name}",
+            scheduled=f"rq:scheduled:{name}",
+            marker=f"rq:marker:{name}",
+            priority_counter=f"rq:prioritized-counter:{name}",
+        )
+
+    def for_dequeue(self) -> list[str]:
+        return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter]
+
+    def for_add(self) -> list[str]:
+        return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, QUEUES_SET]
+
+
+def hset_items(mapping: dict[str, Any]) -> list[Any]:
+    """``HSET`` arguments for a job's fields, as RQ stores them (None left out)."""
+    items: list[Any] = []
+    for field, value in mapping.items():
+        if value is not None:
+            items.append(field)
+            items.append(value if isinstance(value, bytes | str) else str(value))
+    return items
