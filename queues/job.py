@@ -80,19 +80,30 @@ class RQJob(BaseRQJob):
         # in its priority band (RQ's own requeue would put it with the jobs that have no priority).
         return wait or (0.001 if self.priority else 0)
 
-    def _trim(self, registry_key: str, keep: str, pipeline: Any) -> None:
-        script(self.connection, "trim")(keys=[registry_key], args=[time.time(), keep, JOB_PREFIX, RESULTS_PREFIX],
+    def _trim(self, registry_key: str, ttl: Any, keep: str, pipeline: Any) -> None:
+        now = time.time()
+        if ttl is not None and ttl > 0:
+            # RQ scores the entry by its expiry in whole seconds: jobs finished within the same second tie (and
+            # the count trim below, which pops the lowest scores, then took them in id order, not the oldest
+            # first), and the age trim removed a job up to a second before it was `age` old. Score it to the
+            # microsecond instead.
+            pipeline.zadd(registry_key, {self.id: now + ttl})
+        script(self.connection, "trim")(keys=[registry_key], args=[now, keep, JOB_PREFIX, RESULTS_PREFIX],
                                         client=pipeline)
 
     def _handle_success(self, result_ttl: Any, pipeline: Any, *args: Any, **kwargs: Any) -> None:
         super()._handle_success(result_ttl, pipeline, *args, **kwargs)
         if result_ttl != 0:
-            self._trim(self.finished_job_registry.key, self.keep_completed, pipeline)
+            self._trim(self.finished_job_registry.key, result_ttl, self.keep_completed, pipeline)
 
     def _handle_failure(self, exc_string: str, pipeline: Any, *args: Any, **kwargs: Any) -> None:
         super()._handle_failure(exc_string, pipeline, *args, **kwargs)
         if self.failure_ttl != 0:
-            self._trim(self.failed_job_registry.key, self.keep_failed, pipeline)
+            self._trim(self.failed_job_registry.key, self.failure_ttl, self.keep_failed, pipeline)
+        else:
+            # remove_on_fail=True: RQ's FailedJobRegistry.add deletes the job (ttl 0) and then adds it to the
+            # registry all the same, which left an entry naming a job that no longer exists.
+            pipeline.zrem(self.failed_job_registry.key, self.id)
 
     @property
     def func(self) -> Callable[..., Any] | None:

@@ -18,7 +18,7 @@ from rq.utils import utcformat
 
 from .conf import get_config, get_definition
 from .connection import get_connection
-from .exceptions import InvalidJobOptions
+from .exceptions import InvalidJobData, InvalidJobOptions, UnknownJob
 from .job import Job, RQJob
 from .options import JobOptions
 from .payload import check_payload
@@ -144,15 +144,22 @@ class Queue:
             InvalidJobOptions: an option is unknown or out of range, or the job belongs to another queue.
             InvalidJobData: ``data`` is not small JSON (nothing is written).
         """
-        return self.add_bulk([{"job": job, "data": data, "options": options}])[0]
+        return self._add([{"job": job, "data": data, "options": options}], bulk=False)[0]
 
     def add_bulk(self, jobs: Iterable[JobSpec]) -> list[Job]:
         """Add many jobs in one round trip: ``[{"job": ..., "data": {...}, "options": {...}}, ...]``.
 
         Every item is checked first; one bad item refuses the whole batch before anything is written.
         Returns the handles in order (for an existing ``job_id``, the existing job).
+
+        Raises:
+            UnknownJob, InvalidJobOptions, InvalidJobData: as ``add()``, the message naming the bad item.
         """
-        prepared = [self._prepare(spec, index) for index, spec in enumerate(jobs)]
+        return self._add(jobs, bulk=True)
+
+    def _add(self, jobs: Iterable[JobSpec], *, bulk: bool) -> list[Job]:
+        prepared = [self._prepare_item(spec, index) if bulk else self._prepare(spec, index)
+                    for index, spec in enumerate(jobs)]
         if not prepared:
             return []
         args: list[Any] = [self.rq.key, JOB_PREFIX]
@@ -169,6 +176,14 @@ class Queue:
         added = write()
         return [Job(rq_job) if was_added else self._existing(rq_job)
                 for (rq_job, _mode, _score), was_added in zip(prepared, added, strict=True)]
+
+    def _prepare_item(self, spec: JobSpec, index: int) -> tuple[RQJob, str, float]:
+        """:meth:`_prepare` for an item of ``add_bulk``: every error names the item, to find it among many."""
+        try:
+            return self._prepare(spec, index)
+        except (UnknownJob, InvalidJobOptions, InvalidJobData) as e:
+            where = f"add_bulk item {index}"
+            raise type(e)(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
 
     def _prepare(self, spec: JobSpec, index: int) -> tuple[RQJob, str, float]:
         where = f"add({spec.get('job')!r})" if index == 0 else f"add_bulk item {index}"

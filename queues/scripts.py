@@ -3,8 +3,10 @@
 Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq:scheduled:<q>``,
 ``rq:finished:<q>``, ``rq:failed:<q>``):
 
-- ``rq:prioritized:<q>``: sorted set of prioritized job ids, score ``priority * 2**32 + counter``
+- ``rq:prioritized:<q>``: sorted set of prioritized job ids, score ``(priority - 1) * 2**32 + counter``
   (lower first, FIFO within a priority: BullMQ's scheme), counter in ``rq:prioritized-counter:<q>``.
+  ``priority - 1`` keeps every score below 2**53, where a double (a Lua number, a sorted-set score) still
+  counts in ones: ``priority * 2**32`` reaches 2**53 at the largest priority, and FIFO there was lost.
 - ``rq:marker:<q>``: a one-member sorted set a worker blocks on (``BZPOPMIN``) while it has nothing to
   do. Every add sets it; a worker that takes a job sets it again while more jobs wait, so idle workers
   wake one after another. A worker also wakes by itself when the next delayed job falls due.
@@ -47,7 +49,7 @@ while i <= #ARGV do
       redis.call('RPUSH', KEYS[1], id)
     elseif mode == 'p' then
       local counter = redis.call('INCR', KEYS[5]) % 4294967296
-      redis.call('ZADD', KEYS[2], string.format('%.0f', score * 4294967296 + counter), id)
+      redis.call('ZADD', KEYS[2], string.format('%.0f', (score - 1) * 4294967296 + counter), id)
     else
       redis.call('ZADD', KEYS[3], ARGV[i + 2], id)
     end
@@ -78,7 +80,7 @@ for q = 0, #KEYS / 5 - 1 do
       local priority = tonumber(found[2] or '0') or 0
       if priority > 0 then
         local c = redis.call('INCR', counter) % 4294967296
-        redis.call('ZADD', prio, string.format('%.0f', priority * 4294967296 + c), id)
+        redis.call('ZADD', prio, string.format('%.0f', (priority - 1) * 4294967296 + c), id)
       else
         redis.call('RPUSH', wait, id)
       end

@@ -90,3 +90,50 @@ def not_a_job(key: str) -> None:
 def not_a_callback(job, connection, *args) -> None:
     """An RQ callback that is no @job function: a worker must never import or call it."""
     get_connection().rpush("not-a-callback-called", job.id)
+
+
+# Job options (tests/test_job_options.py).
+
+
+class SomePermanentError(Exception):
+    """An error a test lists in a queue's ``permanent_errors``: a job raising it fails at once."""
+
+
+@job("notifications")
+def fail_with(key: str, error: str) -> None:
+    """Record the run, then raise: "unrecoverable", "permanent" (SomePermanentError) or else a RuntimeError."""
+    from queues import UnrecoverableError
+
+    get_connection().rpush(key, "ran")
+    if error == "unrecoverable":
+        raise UnrecoverableError("this job can never succeed")
+    if error == "permanent":
+        raise SomePermanentError("listed in the queue's permanent_errors")
+    raise RuntimeError("this may succeed next time")
+
+
+@job("email")
+def take_turn(key: str, label: str, workers: int = 1, seconds: float = 0) -> None:
+    """Record ``label|n|worker`` at the start of the run: ``n`` counts the starts of the jobs sharing ``key``,
+    ``worker`` is the name of the RQ worker running it.
+
+    The first run waits (up to 15 s) until ``workers`` workers serve the queue, so that they all take part.
+    """
+    connection = get_connection()
+    deadline = time.monotonic() + 15
+    while not connection.exists(f"{key}:go") and time.monotonic() < deadline:
+        if connection.scard("rq:workers:email") >= workers:
+            connection.set(f"{key}:go", 1)
+        else:
+            time.sleep(0.01)
+    n = connection.incr(f"{key}:n")
+    running = current_job()
+    assert running is not None
+    connection.rpush(key, f"{label}|{n}|{running.rq_job.worker_name}")
+    time.sleep(seconds)
+
+
+@job("email")
+def record_time(key: str, label: str) -> None:
+    """Push ``label|time.time()`` onto ``key`` at the start of the run."""
+    get_connection().rpush(key, f"{label}|{time.time()!r}")
