@@ -7,7 +7,7 @@ from pathlib import Path
 
 import environ
 
-from config.env import EnvError, env_bool, env_list, env_str, redis_from_env
+from config.env import EnvError, env_bool, env_int, env_list, env_str, redis_from_env
 from queues.conf import RQQueues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -92,6 +92,31 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "build" / "static"
 
+# --- Email ----------------------------------------------------------------------------------------
+# EMAIL_URL: smtp://[user:password@]host:port (smtp+tls:// for STARTTLS, smtp+ssl:// for TLS), or
+# consolemail:// (the default: mail is printed), filemail:///path, memorymail://, dummymail://.
+_email_url = env_str("EMAIL_URL", "consolemail://")
+if _email_url.split("://", 1)[0] not in environ.Env.EMAIL_SCHEMES:
+    raise EnvError(
+        "EMAIL_URL is not an email URL: use smtp://user:password@host:587, smtp+tls://…, smtp+ssl://… or "
+        f"consolemail:// (schemes: {', '.join(sorted(environ.Env.EMAIL_SCHEMES))})."
+    )
+_email = environ.Env.email_url_config(_email_url)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+if _email["EMAIL_FILE_PATH"]:
+    EMAIL_FILE_PATH = "/" + _email["EMAIL_FILE_PATH"]
+# Seconds an SMTP connection may block: a hung mail server fails the attempt (and it is retried) well
+# before the email queue's 60 s job timeout.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10, minimum=1, maximum=300, what="a number of seconds")
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "webmaster@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -99,6 +124,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "queues": {"handlers": ["console"], "level": env_str("QUEUES_LOG_LEVEL", "INFO"), "propagate": False},
+        "notifications": {"handlers": ["console"], "level": env_str("QUEUES_LOG_LEVEL", "INFO"), "propagate": False},
     },
 }
 

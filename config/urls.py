@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("api/notifications/", include("notifications.urls")),
 ]

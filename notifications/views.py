@@ -1,0 +1,193 @@
+"""The JSON API: ``/api/notifications/...``.
+
+- Session authentication, with Django's CSRF check for unsafe methods (as DRF's ``SessionAuthentication``
+  does): the views are exempt from the middleware so that a failed check answers JSON, then run the same
+  check themselves. Not logged in → 401.
+- Staff act for any user; other users only for themselves and only see their own notifications (another's
+  is a 404, so ids of others' notifications are not confirmed).
+- Errors are JSON: ``{"error": "...", "errors": {"<field>": ["..."]}}``; 400 for a bad body (field named),
+  404 for an unknown user or notification, 409 when the notification has moved on, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+
+from . import services
+from .exceptions import InvalidNotification, NotChangeable, NotFound, Undeliverable
+from .forms import ReminderForm, RescheduleForm, WelcomeForm
+from .models import Notification, Status
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., JsonResponse]
+
+
+class ApiError(Exception):
+    """An error answer: raised inside a view, turned into JSON by :func:`api_view`."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def _csrf_failure(request: HttpRequest) -> str | None:
+    check = _CsrfCheck(lambda _request: None)  # type: ignore[arg-type,return-value]
+    check.process_request(request)
+    return check.process_view(request, lambda _request: None, (), {})  # type: ignore[return-value]
+
+
+def api_view(*methods: str) -> Callable[[View], View]:
+    """Allow ``methods``, require a logged-in user (and CSRF for unsafe methods), answer errors as JSON."""
+
+    allowed = (*methods, "HEAD") if "GET" in methods else methods
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            try:
+                if request.method not in allowed:
+                    response = error(405, f"Method {request.method} is not allowed here.")
+                    response["Allow"] = ", ".join(allowed)
+                    return response
+                if not request.user.is_authenticated:
+                    return error(401, "Authentication required: log in first.")
+                if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+                    reason = _csrf_failure(request)
+                    if reason:
+                        return error(403, f"CSRF check failed: {reason}")
+                return view(request, *args, **kwargs)
+            except ApiError as e:
+                return error(e.status, e.message, e.errors)
+            except NotFound as e:
+                return error(404, str(e))
+            except NotChangeable as e:
+                return error(409, str(e))
+            except Exception:
+                logger.exception("Notifications API: %s %s failed", request.method, request.path)
+                return error(500, "Internal server error.")
+
+        return never_cache(csrf_exempt(wrapper))
+
+    return decorator
+
+
+def error(status: int, message: str, errors: dict[str, list[str]] | None = None) -> JsonResponse:
+    body: dict[str, Any] = {"error": message}
+    if errors:
+        body["errors"] = errors
+    return JsonResponse(body, status=status)
+
+
+def _valid(form_class: type[forms.Form], request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object, checked by ``form_class``; its cleaned data."""
+    try:
+        body = json.loads(request.body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, "The request body is not valid JSON.", {"body": [str(e)]}) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", {"body": ["Send a JSON object."]})
+    form = form_class(data=body)
+    if not form.is_valid():
+        errors = {field: [e["message"] for e in items] for field, items in form.errors.get_json_data().items()}
+        raise ApiError(400, "Invalid fields: " + ", ".join(errors) + ".", errors)
+    return form.cleaned_data
+
+
+def _for_user(request: HttpRequest, user_id: int) -> int:
+    """``user_id``, if the requester may act for that user (staff, or themselves)."""
+    if not request.user.is_staff and user_id != request.user.pk:
+        raise ApiError(403, "You can only do this for yourself.", {"user_id": ["Use your own user id."]})
+    return user_id
+
+
+def _notification(request: HttpRequest, pk: int) -> Notification:
+    """The notification ``pk``, if the requester may see it; otherwise 404 (others' ids stay unconfirmed)."""
+    visible = Notification.objects.all()
+    if not request.user.is_staff:
+        visible = visible.filter(recipient=request.user)
+    found = visible.filter(pk=pk).first()
+    if found is None:
+        raise NotFound(f"Notification {pk} does not exist.")
+    return found
+
+
+def as_json(notification: Notification, request: HttpRequest) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": notification.pk,
+        "user_id": notification.recipient_id,
+        "kind": notification.kind,
+        "channel": notification.channel,
+        "status": notification.status,
+        "attempts": notification.attempts,
+        "scheduled_for": notification.scheduled_for.isoformat() if notification.scheduled_for else None,
+        "sent_at": notification.sent_at.isoformat() if notification.sent_at else None,
+        "created_at": notification.created_at.isoformat(),
+        "updated_at": notification.updated_at.isoformat(),
+    }
+    if request.user.is_staff:  # operators' details: SMTP errors, the queue's job
+        data["last_error"] = notification.last_error
+        data["job_id"] = notification.job_id
+    return data
+
+
+def _accepted(notification: Notification) -> int:
+    """202 while the notification waits for delivery (queued, or pending for the outbox), else 200."""
+    return 202 if notification.status in (Status.PENDING, Status.QUEUED) else 200
+
+
+@api_view("POST")
+def welcome(request: HttpRequest) -> JsonResponse:
+    """``POST {"user_id"}``: send the user's welcome email (once; a repeat answers the first one)."""
+    data = _valid(WelcomeForm, request)
+    try:
+        notification = services.send_welcome_email(_for_user(request, data["user_id"]))
+    except Undeliverable as e:
+        raise ApiError(400, str(e), {"user_id": [str(e)]}) from None
+    return JsonResponse(as_json(notification, request), status=_accepted(notification))
+
+
+@api_view("POST")
+def reminders(request: HttpRequest) -> JsonResponse:
+    """``POST {"user_id", "at", "message"?}``: remind the user at ``at`` (ISO 8601 with a time zone)."""
+    data = _valid(ReminderForm, request)
+    try:
+        result = services.schedule_reminder(_for_user(request, data["user_id"]), data["at"],
+                                            message=data["message"])
+    except Undeliverable as e:
+        raise ApiError(400, str(e), {"user_id": [str(e)]}) from None
+    except InvalidNotification as e:  # cannot happen after the form; kept so a change there answers 400
+        raise ApiError(400, str(e), {"at": [str(e)]}) from None
+    notification = result["notification"]
+    body = {"scheduled": result["scheduled"], "date": result["date"], "notification": as_json(notification, request)}
+    return JsonResponse(body, status=_accepted(notification))
+
+
+@api_view("GET", "PATCH", "DELETE")
+def detail(request: HttpRequest, pk: int) -> JsonResponse:
+    """``GET``: the notification. ``PATCH {"at"}``: reschedule it. ``DELETE``: cancel it (before it starts)."""
+    notification = _notification(request, pk)
+    if request.method == "PATCH":
+        data = _valid(RescheduleForm, request)
+        notification = services.reschedule(notification.pk, data["at"])
+        return JsonResponse(as_json(notification, request), status=_accepted(notification))
+    if request.method == "DELETE":
+        notification = services.cancel(notification.pk)
+    return JsonResponse(as_json(notification, request))
