@@ -25,7 +25,10 @@ from .exceptions import InvalidJobOptions, InvalidQueue
 from .options import JobOptions
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-QUEUE_KEYS = ("default_job_options", "permanent_errors")
+QUEUE_KEYS = ("default_job_options", "permanent_errors", "concurrency", "limiter", "stalled_interval",
+              "max_stalled_count")
+DEFAULT_STALLED_INTERVAL = 30.0
+DEFAULT_SHUTDOWN_GRACE = 30.0
 REDIS_KEYS = (
     "URL", "HOST", "PORT", "DB", "USERNAME", "PASSWORD", "SSL", "SSL_CA_CERTS", "SSL_CERT_REQS",
     "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES",
@@ -52,6 +55,16 @@ class QueueDefinition:
     default_job_options: JobOptions = JobOptions()
     # Dotted paths of exception classes that fail a job at once, attempts left or not.
     permanent_errors: tuple[str, ...] = ()
+    concurrency: int = 1  # job processes a worker command runs for this queue
+    limiter: Limiter | None = None  # at most `max` job starts in any window of `duration` seconds, all workers
+    stalled_interval: float = DEFAULT_STALLED_INTERVAL  # a job whose worker is silent this long has stalled
+    max_stalled_count: int = 1  # stalls put back to waiting before the job fails
+
+
+@dataclass(frozen=True)
+class Limiter:
+    max: int
+    duration: float
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Config:
     queues: dict[str, QueueDefinition] = field(default_factory=dict)
     redis: dict[str, Any] = field(default_factory=dict)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    shutdown_grace: float | None = DEFAULT_SHUTDOWN_GRACE
     problems: tuple[Problem, ...] = ()
 
 
@@ -131,7 +145,51 @@ def _read_queue(name: Any, spec: Any) -> tuple[QueueDefinition | None, list[Prob
         if not (isinstance(error_class, type) and issubclass(error_class, BaseException)):
             problems.append(Problem("E011", f"{where}['permanent_errors']: {path!r} is not an exception class.",
                                     "Give the dotted path of an exception class."))
-    return QueueDefinition(name=name, default_job_options=defaults, permanent_errors=tuple(permanent)), problems
+    controls, found = _read_worker_controls(where, spec)
+    problems.extend(found)
+    if found:
+        return None, problems
+    return QueueDefinition(name=name, default_job_options=defaults, permanent_errors=tuple(permanent),
+                           **controls), problems
+
+
+def _positive_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
+
+
+def _read_worker_controls(where: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """``concurrency``, ``limiter``, ``stalled_interval`` and ``max_stalled_count`` of a queue (E012)."""
+    controls: dict[str, Any] = {}
+    problems = []
+    concurrency = spec.get("concurrency", 1)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
+        problems.append(Problem("E012", f"{where}['concurrency'] is {concurrency!r}.",
+                                "Use a whole number from 1 to 256: the job processes a worker command runs for it."))
+    else:
+        controls["concurrency"] = concurrency
+    limiter = spec.get("limiter")
+    if limiter is not None:
+        if (not isinstance(limiter, Mapping) or set(limiter) != {"max", "duration"}
+                or isinstance(limiter["max"], bool) or not isinstance(limiter["max"], int) or limiter["max"] < 1
+                or not _positive_number(limiter["duration"])):
+            problems.append(Problem("E012", f"{where}['limiter'] is {limiter!r}.",
+                                    "Use {'max': N, 'duration': seconds}: at most N job starts in any window of "
+                                    "that many seconds (BullMQ's duration is in milliseconds)."))
+        else:
+            controls["limiter"] = Limiter(limiter["max"], float(limiter["duration"]))
+    interval = spec.get("stalled_interval", DEFAULT_STALLED_INTERVAL)
+    if not _positive_number(interval) or interval < 1:
+        problems.append(Problem("E012", f"{where}['stalled_interval'] is {interval!r}.",
+                                "Use seconds, at least 1 (default 30): how soon a job whose worker died is noticed."))
+    else:
+        controls["stalled_interval"] = float(interval)
+    max_stalled = spec.get("max_stalled_count", 1)
+    if isinstance(max_stalled, bool) or not isinstance(max_stalled, int) or max_stalled < 0:
+        problems.append(Problem("E012", f"{where}['max_stalled_count'] is {max_stalled!r}.",
+                                "Use a whole number ≥ 0 (default 1): stalls forgiven before the job fails."))
+    else:
+        controls["max_stalled_count"] = max_stalled
+    return controls, problems
 
 
 def load_config() -> Config:
@@ -155,8 +213,14 @@ def load_config() -> Config:
         problems.append(Problem("E006", f"QUEUES_MAX_PAYLOAD_BYTES is {max_bytes!r}.",
                                 "Use a positive whole number of bytes (default 65536)."))
         max_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+    grace = getattr(settings, "QUEUES_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE)
+    if grace is not None and not (_positive_number(grace) or grace == 0):
+        problems.append(Problem("E006", f"QUEUES_SHUTDOWN_GRACE is {grace!r}.",
+                                "Use seconds ≥ 0 (default 30) that a stopping worker lets its running job finish, "
+                                "or None to wait for ever."))
+        grace = DEFAULT_SHUTDOWN_GRACE
     return Config(queues=queues, redis=dict(redis) if isinstance(redis, Mapping) else {},
-                  max_payload_bytes=max_bytes, problems=tuple(problems))
+                  max_payload_bytes=max_bytes, shutdown_grace=grace, problems=tuple(problems))
 
 
 @cache

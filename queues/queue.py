@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -18,6 +18,7 @@ from rq.utils import utcformat
 
 from .conf import get_config, get_definition
 from .connection import get_connection
+from .events import publish
 from .exceptions import InvalidJobData, InvalidJobOptions, UnknownJob
 from .job import Job, RQJob
 from .options import JobOptions
@@ -68,6 +69,13 @@ class RQQueue(rq.Queue):
             pipe.execute()
         return job
 
+    def requeue(self, job: RQJob, pipeline: Any) -> None:
+        """Put a job that had started back to waiting (front of its band), its attempts untouched."""
+        if job.priority:
+            self.schedule_job(job, datetime.now(UTC), pipeline=pipeline)  # promoted into its priority band
+        else:
+            self._enqueue_job(job, pipeline=pipeline, at_front=True)
+
     @classmethod
     def dequeue_any(  # type: ignore[override]
         cls,
@@ -89,12 +97,13 @@ class RQQueue(rq.Queue):
         queues = list(queues)
         keys = [key for queue in queues for key in QueueKeys.of(queue.name).for_dequeue()]
         markers = [QueueKeys.of(queue.name).marker for queue in queues]
+        limits = [value for queue in queues for value in limiter_args(queue.name)]
         take = script(connection, "dequeue")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.time()
             number, job_id, next_due = take(keys=keys, args=[
-                f"{now:.6f}", utcformat(datetime.fromtimestamp(now, UTC)), JOB_PREFIX, PROMOTE_LIMIT])
+                f"{now:.6f}", utcformat(datetime.fromtimestamp(now, UTC)), JOB_PREFIX, PROMOTE_LIMIT, *limits])
             if number:
                 queue = queues[int(number) - 1]
                 fetched = cls._fetch_dequeued_job(connection, queue.key, job_id.decode(), job_class=job_class,
@@ -113,8 +122,21 @@ class RQQueue(rq.Queue):
             connection.bzpopmin(markers, timeout=wait)
 
 
+def limiter_args(queue: str) -> tuple[int, float]:
+    """The dequeue script's limiter arguments for ``queue``: (max, window seconds), or (0, 0) for none.
+
+    The window gets a small margin (2.5 %, at most 25 ms): the script counts the moment a job is taken, a user
+    sees the moment it starts, a few milliseconds later and not always the same few.
+    """
+    definition = get_config().queues.get(queue)
+    limiter = definition.limiter if definition else None
+    if limiter is None:
+        return 0, 0.0
+    return limiter.max, limiter.duration + min(limiter.duration * 0.025, 0.025)
+
+
 class Queue:
-    """A queue from ``QUEUES``: add jobs to it, look them up, count them.
+    """A queue from ``QUEUES``: add jobs to it, look them up, count them, pause it.
 
     Get one with :func:`get_queue`; it is cheap to build, so build it where you use it.
     """
@@ -233,7 +255,10 @@ class Queue:
             return None
 
     def get_job_counts(self) -> dict[str, int]:
-        """How many jobs are in each state, in one round trip, without listing any job."""
+        """How many jobs are in each state, in one round trip, without listing any job.
+
+        ``paused`` counts the waiting and prioritized jobs a pause holds back (they are counted there too).
+        """
         pipe = self.connection.pipeline(transaction=False)
         pipe.llen(self.keys.wait)
         pipe.zcard(self.keys.prioritized)
@@ -241,9 +266,44 @@ class Queue:
         pipe.zcard(self.rq.started_job_registry.key)
         pipe.zcard(self.rq.finished_job_registry.key)
         pipe.zcard(self.rq.failed_job_registry.key)
-        waiting, prioritized, delayed, active, completed, failed = pipe.execute()
+        pipe.exists(self.keys.paused)
+        waiting, prioritized, delayed, active, completed, failed, paused = pipe.execute()
         return {"waiting": waiting, "prioritized": prioritized, "delayed": delayed, "active": active,
-                "completed": completed, "failed": failed}
+                "completed": completed, "failed": failed, "paused": (waiting + prioritized) if paused else 0}
+
+    def pause(self) -> None:
+        """Stop every worker, on every host, from taking this queue's jobs; running jobs finish.
+
+        New jobs are still accepted; other queues keep flowing. The state is in Redis, so it outlives
+        worker restarts until :meth:`resume`.
+        """
+        pipe = self.connection.pipeline()
+        pipe.set(self.keys.paused, "1")
+        publish(pipe, self.name, "paused")
+        pipe.execute()
+
+    def resume(self) -> None:
+        """Let workers take this queue's jobs again (and wake an idle one)."""
+        pipe = self.connection.pipeline()
+        pipe.delete(self.keys.paused)
+        pipe.zadd(self.keys.marker, {"0": 0})
+        publish(pipe, self.name, "resumed")
+        pipe.execute()
+
+    def is_paused(self) -> bool:
+        return bool(self.connection.exists(self.keys.paused))
+
+    def rate_limit(self, seconds: float | timedelta) -> None:
+        """Start no job of this queue, on any worker, for ``seconds`` (BullMQ's ``worker.rateLimit``).
+
+        For a job that learns the remote API said "429 Too Many Requests": call this, then raise so the
+        job is retried after its backoff.
+        """
+        if isinstance(seconds, timedelta):
+            seconds = seconds.total_seconds()
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise InvalidJobOptions(f"rate_limit takes a number of seconds > 0, not {seconds!r}.")
+        self.connection.set(self.keys.rate_limited, "1", px=max(1, round(seconds * 1000)))
 
 
 def get_queue(name: str) -> Queue:

@@ -7,6 +7,9 @@ Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq
   (lower first, FIFO within a priority: BullMQ's scheme), counter in ``rq:prioritized-counter:<q>``.
   ``priority - 1`` keeps every score below 2**53, where a double (a Lua number, a sorted-set score) still
   counts in ones: ``priority * 2**32`` reaches 2**53 at the largest priority, and FIFO there was lost.
+- ``rq:paused:<q>``: set while the queue is paused; workers take nothing from it (other queues flow).
+- ``rq:limiter:<q>``: the start times of the last ``limiter.max`` jobs (a sliding window shared by every
+  worker); ``rq:rate-limited:<q>``: set with an expiry by ``Queue.rate_limit(seconds)``.
 - ``rq:marker:<q>``: a one-member sorted set a worker blocks on (``BZPOPMIN``) while it has nothing to
   do. Every add sets it; a worker that takes a job sets it again while more jobs wait, so idle workers
   wake one after another. A worker also wakes by itself when the next delayed job falls due.
@@ -63,14 +66,20 @@ return out
 """
 
 DEQUEUE = """
--- KEYS: per queue, in the worker's order: wait, prioritized, scheduled, marker, priority counter
--- ARGV: now (seconds), enqueued_at text, job key prefix, promote limit
--- Returns {queue number (1-based) or 0, job id or '', next due time or '-1'}
+-- KEYS: per queue, in the worker's order: wait, prioritized, scheduled, marker, priority counter, paused flag,
+--       limiter window (sorted set of start times), manual rate limit flag
+-- ARGV: now (seconds), enqueued_at text, job key prefix, promote limit, then per queue: limiter max (0: none),
+--       limiter duration (seconds, a small safety margin included)
+-- Returns {queue number (1-based) or 0, job id or '', the time to look again (seconds) or '-1'}
 local prefix = ARGV[3]
-local next_due = nil
-for q = 0, #KEYS / 5 - 1 do
-  local wait, prio, sched, marker, counter = KEYS[q * 5 + 1], KEYS[q * 5 + 2], KEYS[q * 5 + 3],
-    KEYS[q * 5 + 4], KEYS[q * 5 + 5]
+local now = tonumber(ARGV[1])
+local wake = nil
+local function wake_at(at)
+  if wake == nil or at < wake then wake = at end
+end
+for q = 0, #KEYS / 8 - 1 do
+  local wait, prio, sched, marker, counter, paused, window, limited = KEYS[q * 8 + 1], KEYS[q * 8 + 2],
+    KEYS[q * 8 + 3], KEYS[q * 8 + 4], KEYS[q * 8 + 5], KEYS[q * 8 + 6], KEYS[q * 8 + 7], KEYS[q * 8 + 8]
   local due = redis.call('ZRANGEBYSCORE', sched, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
   for _, id in ipairs(due) do
     redis.call('ZREM', sched, id)
@@ -87,24 +96,41 @@ for q = 0, #KEYS / 5 - 1 do
       redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[2])
     end
   end
-  local id = redis.call('LPOP', wait)
-  if not id then
-    local popped = redis.call('ZPOPMIN', prio)
-    if popped[1] then id = popped[1] end
-  end
-  if id then
-    if redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0 then
-      redis.call('ZADD', marker, 0, '0')
+  if redis.call('EXISTS', paused) == 0 then
+    local limit_max, limit_for = tonumber(ARGV[5 + q * 2]), tonumber(ARGV[6 + q * 2])
+    local hold = nil
+    local manual = redis.call('PTTL', limited)
+    if manual > 0 then hold = now + manual / 1000 end
+    if hold == nil and limit_max > 0 then
+      redis.call('ZREMRANGEBYSCORE', window, '-inf', now - limit_for)
+      if redis.call('ZCARD', window) >= limit_max then
+        hold = tonumber(redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')[2]) + limit_for
+      end
     end
-    return {q + 1, id, '-1'}
+    if hold ~= nil then
+      if redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0 then wake_at(hold) end
+    else
+      local id = redis.call('LPOP', wait)
+      if not id then
+        local popped = redis.call('ZPOPMIN', prio)
+        if popped[1] then id = popped[1] end
+      end
+      if id then
+        if limit_max > 0 then
+          redis.call('ZADD', window, ARGV[1], ARGV[1] .. ':' .. id)
+          redis.call('PEXPIRE', window, math.ceil(limit_for * 1000) + 1000)
+        end
+        if redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0 then
+          redis.call('ZADD', marker, 0, '0')
+        end
+        return {q + 1, id, '-1'}
+      end
+    end
   end
   local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-  if first[2] then
-    local at = tonumber(first[2])
-    if next_due == nil or at < next_due then next_due = at end
-  end
+  if first[2] then wake_at(tonumber(first[2])) end
 end
-return {0, '', next_due and string.format('%.6f', next_due) or '-1'}
+return {0, '', wake and string.format('%.6f', wake) or '-1'}
 """
 
 TRIM = """
@@ -152,6 +178,10 @@ class QueueKeys:
     scheduled: str
     marker: str
     priority_counter: str
+    paused: str
+    limiter: str
+    rate_limited: str
+    events: str
 
     @classmethod
     def of(cls, name: str) -> QueueKeys:
@@ -161,10 +191,15 @@ class QueueKeys:
             scheduled=f"rq:scheduled:{name}",
             marker=f"rq:marker:{name}",
             priority_counter=f"rq:prioritized-counter:{name}",
+            paused=f"rq:paused:{name}",
+            limiter=f"rq:limiter:{name}",
+            rate_limited=f"rq:rate-limited:{name}",
+            events=f"rq:events:{name}",
         )
 
     def for_dequeue(self) -> list[str]:
-        return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter]
+        return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, self.paused,
+                self.limiter, self.rate_limited]
 
     def for_add(self) -> list[str]:
         return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, QUEUES_SET]

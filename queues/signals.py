@@ -7,7 +7,7 @@ from django.dispatch import receiver
 
 from . import conf, connection
 
-WATCHED = {"QUEUES", "QUEUES_REDIS", "QUEUES_MAX_PAYLOAD_BYTES"}
+WATCHED = {"QUEUES", "QUEUES_REDIS", "QUEUES_MAX_PAYLOAD_BYTES", "QUEUES_SHUTDOWN_GRACE"}
 
 
 @receiver(setting_changed)

@@ -4,18 +4,33 @@ Whatever it is handed, it works with this app's queue and job classes, the JSON 
 app's Redis client (which waits for Redis to come back instead of failing). It takes jobs with
 ``RQQueue.dequeue_any``: no-priority jobs first, then by priority, promoting delayed jobs and retries
 whose time has come in the same atomic step, so it needs no separate scheduler process (RQ's
-``--with-scheduler`` is accepted and has nothing left to do). A job that raises
-``queues.UnrecoverableError``, or an error its queue lists in ``permanent_errors``, fails at once.
-SIGTERM or SIGINT lets the running job finish, then the worker exits (RQ's warm shutdown).
+``--with-scheduler`` is accepted and has nothing left to do). Paused queues are skipped and each queue's
+``limiter`` is honoured in that same step, by every worker together.
+
+- A job that raises ``queues.UnrecoverableError``, or an error its queue lists in ``permanent_errors``,
+  fails at once.
+- Stalled jobs (their worker died) are found and put back to waiting: see ``queues.stalled``.
+- SIGTERM or SIGINT: take no new job; the running one may finish for ``QUEUES_SHUTDOWN_GRACE`` seconds
+  (default 30), after which it is stopped and put back to waiting, not failed; then exit 0.
+- A queue whose ``concurrency`` is above 1 makes ``rqworker`` a supervisor of that many worker processes
+  for it (see ``queues.pool``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import math
+import multiprocessing
+import signal
+import sys
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 import rq
+from django.db import connections
 from django.utils.module_loading import import_string
 from rq.serializers import JSONSerializer
 
@@ -24,6 +39,10 @@ from .connection import WORKER, get_connection
 from .exceptions import UnrecoverableError
 from .job import RQJob
 from .queue import RQQueue, get_definition
+from .stalled import recover_stalled
+
+logger = logging.getLogger("queues.worker")
+PR_SET_PDEATHSIG = 1
 
 
 @cache
@@ -47,26 +66,93 @@ class WorkerMixin:
 
     queue_class = RQQueue
     job_class = RQJob
+    pooled = False  # set in the processes a concurrency supervisor starts
 
     def __init__(self, queues: str | rq.Queue | Sequence[str | rq.Queue], *args: Any, **kwargs: Any) -> None:
         names = _queue_names(queues)
-        for name in names:
-            get_definition(name)  # InvalidQueue names the queue and the fix
+        definitions = [get_definition(name) for name in names]  # InvalidQueue names the queue and the fix
         connection = get_connection(WORKER)
-        kwargs.update(
-            connection=connection,
-            serializer=JSONSerializer,
-            queue_class=RQQueue,
-            job_class=RQJob,
-        )
+        # Heartbeats every third of the shortest stalled_interval, valid for two thirds: a dead worker's job is
+        # found stalled within one interval (two thirds to run out, a third until the next check).
+        self.stalled_interval = min(definition.stalled_interval for definition in definitions)
+        kwargs.setdefault("job_monitoring_interval", max(1, math.floor(self.stalled_interval / 3)))
+        kwargs.update(connection=connection, serializer=JSONSerializer, queue_class=RQQueue, job_class=RQJob)
         queue_objects = [RQQueue(name, connection=connection) for name in names]
         super().__init__(queue_objects, *args, **kwargs)  # type: ignore[call-arg]
+        self._definitions = definitions
+        self._next_stall_check = 0.0
+        self._stop_requested_at: float | None = None
+        self._requeue_job_id: str | None = None
+
+    # --- the loop -------------------------------------------------------------------------------
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         # Delayed jobs and retries are promoted by dequeue_any itself, to the millisecond; RQ's scheduler
         # (whole seconds, polling once a second) would only race it.
         kwargs["with_scheduler"] = False
+        if self._supervises():
+            from .pool import supervise
+
+            return supervise(type(self), self._definitions, burst=kwargs.get("burst", False),
+                             max_jobs=kwargs.get("max_jobs"), logging_level=kwargs.get("logging_level"))
         return super().work(*args, **kwargs)  # type: ignore[misc]
+
+    def _supervises(self) -> bool:
+        """Whether this worker should run a pool (some queue wants concurrency, and we are not in a pool)."""
+        in_a_pool = self.pooled or multiprocessing.parent_process() is not None
+        return not in_a_pool and any(definition.concurrency > 1 for definition in self._definitions)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake at least every stall check period, even when idle (RQ blocks for up to worker_ttl - 15 s).
+        return max(1, min(super().dequeue_timeout, math.floor(self.stalled_interval / 3)))  # type: ignore[misc]
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        if pipeline is None:
+            self._check_stalled()
+
+    def maintain_heartbeats(self, job: RQJob, execution: Any) -> None:
+        super().maintain_heartbeats(job, execution)  # type: ignore[misc]
+        self._check_stalled()
+        grace = get_config().shutdown_grace
+        if (self._stop_requested_at is not None and grace is not None and self._requeue_job_id is None
+                and time.monotonic() - self._stop_requested_at >= grace):
+            logger.warning("job id=%s name=%s queue=%s still running %.0f s after the stop request: stopping it "
+                           "and putting it back to waiting", job.id, job.description, job.origin, grace)
+            self._requeue_job_id = job.id
+            self.kill_horse()  # type: ignore[attr-defined]
+
+    def _check_stalled(self) -> None:
+        if getattr(self, "_is_horse", False) or time.monotonic() < self._next_stall_check:
+            return
+        period = self.stalled_interval / 3
+        self._next_stall_check = time.monotonic() + period
+        for queue, definition in zip(self.queues, self._definitions, strict=True):  # type: ignore[attr-defined]
+            try:
+                recover_stalled(queue, max_stalled_count=definition.max_stalled_count, lock_for=period,
+                                owner=self.name)  # type: ignore[attr-defined]
+            except Exception:  # a failed check is retried at the next period; never stop the worker for it
+                logger.exception("stalled-job check failed on queue %s", queue.name)
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+            self.job_monitoring_interval = 1  # look at the grace every second from now on
+        super().request_stop(signum, frame)  # type: ignore[misc]
+
+    def handle_job_failure(self, job: RQJob, queue: RQQueue, started_job_registry: Any = None, exc_string: str = "",
+                           execution: Any = None) -> None:
+        if self._requeue_job_id == job.id:  # stopped at the end of the shutdown grace: back to waiting, not failed
+            self._requeue_job_id = None
+            with self.connection.pipeline() as pipe:  # type: ignore[attr-defined]
+                self.cleanup_execution(job, pipeline=pipe, execution=execution)  # type: ignore[attr-defined]
+                queue.requeue(job, pipe)
+                pipe.execute()
+            return
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)  # type: ignore[misc]
 
     def _finalize_failure(self, job: RQJob, queue: rq.Queue, execution: Any, exc_info: Any) -> None:
         error = exc_info[1]
@@ -78,6 +164,20 @@ class WorkerMixin:
 
 class Worker(WorkerMixin, rq.Worker):
     """RQ's forking worker (a fresh process per job), JSON only, on this app's queues."""
+
+    def get_heartbeat_ttl(self, job: RQJob, working_time: float = 0.0) -> int:
+        # The worker heart-beats while its job process runs, so the entry can run out soon after it stops.
+        # (SimpleWorker keeps RQ's rule: it cannot heart-beat during a job, so its entries last the job's timeout.)
+        return max(2, math.ceil(self.stalled_interval * 2 / 3))
+
+    def fork_work_horse(self, job: RQJob, queue: RQQueue) -> None:
+        connections.close_all()  # never share a database socket with the job process
+        super().fork_work_horse(job, queue)
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()
+        if sys.platform.startswith("linux"):  # the job process dies with its worker: never two live runs
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class SimpleWorker(WorkerMixin, rq.SimpleWorker):
