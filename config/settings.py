@@ -135,13 +135,22 @@ QUEUES_REDIS = redis_from_env()
 # Job data larger than this (as JSON) is refused at enqueue: pass ids, fetch the rows in the job.
 QUEUES_MAX_PAYLOAD_BYTES = 64 * 1024
 
+# Seconds a stopping worker lets its running job finish before putting it back to waiting.
+QUEUES_SHUTDOWN_GRACE = 30
+
 # The queues, BullMQ's "Common Queue Types". Each has default options for its jobs; a @job decorator
 # or a single add() call may override them. Times are in seconds (BullMQ uses milliseconds).
+# Worker controls per queue: "concurrency" (job processes per `manage.py rqworker`, default 1), "limiter"
+# ({"max": N, "duration": s}, shared by all workers), "stalled_interval" (default 30 s) and
+# "max_stalled_count" (default 1), "permanent_errors" (exception classes that fail a job at once).
 _RETAIN_A_DAY = {"count": 100, "age": 24 * 60 * 60}
 QUEUES = {
     # Email sending: transactional mail through Django's email backend. SMTP hiccups are common and
-    # short, so retry a few times with exponential backoff.
+    # short, so retry a few times with exponential backoff. As the BullMQ guide: 5 at once, at most 10 a
+    # second (SMTP providers throttle).
     "email": {
+        "concurrency": 5,
+        "limiter": {"max": 10, "duration": 1},
         "default_job_options": {
             "attempts": 3,
             "backoff": {"type": "exponential", "delay": 1},
@@ -190,8 +199,10 @@ QUEUES = {
             "timeout": 15 * 60,
         },
     },
-    # Webhooks: calls to external APIs, which fail transiently; retry longer with wider backoff.
+    # Webhooks: calls to external APIs, which fail transiently; retry longer with wider backoff. I/O-bound,
+    # so a few at once.
     "webhooks": {
+        "concurrency": 3,
         "default_job_options": {
             "attempts": 5,
             "backoff": {"type": "exponential", "delay": 2},

@@ -9,9 +9,19 @@ import tempfile
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 
 from config.settings import *  # noqa: E402,F403
-from config.settings import DATABASES, INSTALLED_APPS  # noqa: E402
+from config.settings import DATABASES, INSTALLED_APPS, QUEUES  # noqa: E402
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+
+# One worker process per `rqworker` command and no rate limit on the project's queues in tests (its email
+# queue runs 5 at once, 10 a second), so a test decides how many workers it starts and how fast they go;
+# and queues of their own for the worker-control tests.
+QUEUES = {name: {**spec, "concurrency": 1, "limiter": None} for name, spec in QUEUES.items()}
+QUEUES.update({
+    "limited": {"limiter": {"max": 10, "duration": 1}, "default_job_options": {"attempts": 1}},
+    "stalls": {"stalled_interval": 3, "max_stalled_count": 1, "default_job_options": {"attempts": 1}},
+    "pool": {"concurrency": 3, "default_job_options": {"attempts": 1}},
+})
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Worker processes started by tests must open the test database: SQLite's default test database lives in memory.

@@ -217,8 +217,12 @@ def test_run_command__starts_a_private_redis_when_none_answers(tmp_path: Path) -
         assert server_name in names(processes)
         commands = [" ".join(proc.cmdline()) for proc in processes]
         assert sum("runserver" in command for command in commands) == 2  # the autoreloader and its server
-        # One worker process: it promotes delayed jobs itself, so no separate scheduler process runs.
-        assert sum("rqworker email" in command for command in commands) == 1
+        # The worker command supervises one worker process per unit of each queue's concurrency; each promotes
+        # delayed jobs itself, so no scheduler process runs beside them.
+        from config import settings as project_settings
+
+        workers = sum(spec.get("concurrency", 1) for spec in project_settings.QUEUES.values())
+        assert sum("rqworker email" in command for command in commands) == 1 + workers
 
         assert launcher.stop() == 0, launcher.output
         assert_all_gone(launcher, processes)
