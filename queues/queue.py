@@ -27,6 +27,7 @@ from .registry import get_job_definition
 from .scripts import JOB_PREFIX, PROMOTE_LIMIT, QueueKeys, hset_items, script
 
 JobSpec = Mapping[str, Any]  # {"job": name or function, "data": {...}, "options": {...}}
+BLOCK_TIMEOUT_SLACK = 0.1  # seconds a Redis blocking call may overrun its timeout (1 / hz, default hz 10)
 
 
 class RQQueue(rq.Queue):
@@ -109,6 +110,10 @@ class RQQueue(rq.Queue):
                 fetched = cls._fetch_dequeued_job(connection, queue.key, job_id.decode(), job_class=job_class,
                                                   serializer=serializer, death_penalty_class=death_penalty_class)
                 if fetched is not None:
+                    limit_max, limit_for = limits[2 * (int(number) - 1):2 * int(number)]
+                    if limit_max:  # the job process moves this entry to the moment the job starts
+                        fetched[0].limiter_entry = (QueueKeys.of(queue.name).limiter, f"{now:.6f}:{job_id.decode()}",
+                                                    limit_for)
                     return fetched
                 continue  # the job's hash is gone (removed meanwhile): take the next one
             if deadline is None:
@@ -118,21 +123,30 @@ class RQQueue(rq.Queue):
                 raise DequeueTimeout(timeout)
             due = float(next_due)
             if due >= 0:
-                wait = min(wait, max(due - time.time(), 0.001))
+                until_due = due - time.time()
+                if until_due <= BLOCK_TIMEOUT_SLACK:
+                    # Redis ends a blocking call's timeout only when its event loop wakes (10 times a second on
+                    # an idle server at the default `hz 10`): sleep the last stretch here instead, to the ms.
+                    time.sleep(max(until_due, 0))
+                    continue
+                wait = min(wait, until_due - BLOCK_TIMEOUT_SLACK)
             connection.bzpopmin(markers, timeout=wait)
 
 
 def limiter_args(queue: str) -> tuple[int, float]:
     """The dequeue script's limiter arguments for ``queue``: (max, window seconds), or (0, 0) for none.
 
-    The window gets a small margin (2.5 %, at most 25 ms): the script counts the moment a job is taken, a user
-    sees the moment it starts, a few milliseconds later and not always the same few.
+    The script counts a job from the moment it is taken; the job process then moves the entry to the moment the
+    job starts (``WorkerMixin.prepare_job_execution``), which is what the limit is about: between the two lie
+    a fork and some bookkeeping, tens of milliseconds on a loaded host and not always the same tens. The window
+    gets a small margin too (2.5 %, at most 25 ms) for the few milliseconds between that stamp and the first line
+    of the job function.
     """
     definition = get_config().queues.get(queue)
     limiter = definition.limiter if definition else None
     if limiter is None:
         return 0, 0.0
-    return limiter.max, limiter.duration + min(limiter.duration * 0.025, 0.025)
+    return limiter.max, limiter.duration + min(limiter.duration * 0.01, 0.01)
 
 
 class Queue:
