@@ -46,6 +46,8 @@ class RQJob(BaseRQJob):
     backoff: str = ""
     fail_now = False  # set when the job must not be retried (refused, UnrecoverableError, a permanent error)
     last_error: BaseException | None = None  # the error of the run that just failed (for custom backoff)
+    # (limiter window key, member, window seconds) when taken from a rate-limited queue (RQQueue.dequeue_any)
+    limiter_entry: tuple[str, str, float] | None = None
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:  # noqa: FBT001,FBT002
         data = super().to_dict(include_meta=include_meta, include_result=include_result)

@@ -139,8 +139,8 @@ def limiter_args(queue: str) -> tuple[int, float]:
     The script counts a job from the moment it is taken; the job process then moves the entry to the moment the
     job starts (``WorkerMixin.prepare_job_execution``), which is what the limit is about: between the two lie
     a fork and some bookkeeping, tens of milliseconds on a loaded host and not always the same tens. The window
-    gets a small margin too (2.5 %, at most 25 ms) for the few milliseconds between that stamp and the first line
-    of the job function.
+    gets a small margin (1 %, at most 10 ms) for the few milliseconds between that stamp and the first line of
+    the job function.
     """
     definition = get_config().queues.get(queue)
     limiter = definition.limiter if definition else None

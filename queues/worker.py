@@ -22,6 +22,7 @@ import ctypes
 import logging
 import math
 import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -33,6 +34,7 @@ import rq
 from django.db import connections
 from django.utils.module_loading import import_string
 from rq.serializers import JSONSerializer
+from rq.timeouts import UnixSignalDeathPenalty
 
 from .conf import get_config
 from .connection import WORKER, get_connection
@@ -135,6 +137,18 @@ class WorkerMixin:
             except Exception:  # a failed check is retried at the next period; never stop the worker for it
                 logger.exception("stalled-job check failed on queue %s", queue.name)
 
+    def prepare_job_execution(self, job: RQJob, remove_from_intermediate_queue: bool = False) -> None:  # noqa: FBT001,FBT002
+        super().prepare_job_execution(job, remove_from_intermediate_queue)  # type: ignore[misc]
+        if job.limiter_entry is not None:
+            # The limiter counted this job from the moment it was taken; the limit is about starts, and a fork
+            # later, on a loaded host, the start can come tens of milliseconds after the take: enough for 11
+            # starts within a second under a limit of 10. Count it from now instead (later, so never more lenient).
+            key, member, window = job.limiter_entry
+            with self.connection.pipeline() as pipe:  # type: ignore[attr-defined]
+                pipe.zadd(key, {member: time.time()})
+                pipe.pexpire(key, math.ceil(window * 1000) + 1000)
+                pipe.execute()
+
     # --- stopping -------------------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: Any) -> None:
@@ -170,6 +184,17 @@ class Worker(WorkerMixin, rq.Worker):
         # (SimpleWorker keeps RQ's rule: it cannot heart-beat during a job, so its entries last the job's timeout.)
         return max(2, math.ceil(self.stalled_interval * 2 / 3))
 
+    def request_stop(self, signum: int, frame: Any) -> None:
+        super().request_stop(signum, frame)
+        # The worker waits for its job process under an alarm of job_monitoring_interval seconds (up to 10 with the
+        # default stalled_interval of 30): the shorter interval set on the stop request only applied to the next
+        # wait, so the grace was overrun by up to that much. Bring the pending alarm forward to within a second.
+        # (Only the forking worker: there the alarm is the monitor's, never a job's timeout.)
+        if self.horse_pid and self.death_penalty_class is UnixSignalDeathPenalty:
+            pending = signal.alarm(0)
+            if pending:
+                signal.alarm(min(pending, 1))
+
     def fork_work_horse(self, job: RQJob, queue: RQQueue) -> None:
         connections.close_all()  # never share a database socket with the job process
         super().fork_work_horse(job, queue)
@@ -178,6 +203,8 @@ class Worker(WorkerMixin, rq.Worker):
         super().setup_work_horse_signals()
         if sys.platform.startswith("linux"):  # the job process dies with its worker: never two live runs
             ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.pid:  # the worker died between the fork and the line above
+                os._exit(1)
 
 
 class SimpleWorker(WorkerMixin, rq.SimpleWorker):

@@ -137,3 +137,60 @@ def take_turn(key: str, label: str, workers: int = 1, seconds: float = 0) -> Non
 def record_time(key: str, label: str) -> None:
     """Push ``label|time.time()`` onto ``key`` at the start of the run."""
     get_connection().rpush(key, f"{label}|{time.time()!r}")
+
+
+# Worker controls (tests/test_worker_controls.py).
+
+
+def _run_record(key: str, **extra: object) -> dict:
+    """Push a JSON record of this run (job id, worker, pid, attempts, time) onto ``key``; return it."""
+    import json
+
+    running = current_job()
+    assert running is not None
+    record = {"id": running.id, "worker": running.rq_job.worker_name, "pid": os.getpid(),
+              "attempts_made": running.attempts_made, "retries_left": running.rq_job.retries_left,
+              "at": time.time(), **extra}
+    get_connection().rpush(key, json.dumps(record))
+    return record
+
+
+@job("limited")
+def limited_start(key: str) -> None:
+    """Record ``<job id>|<start time>|<worker>`` on ``key`` and ``<end time>`` on ``<key>:end`` (the rate-limited
+    queue)."""
+    connection = get_connection()
+    running = current_job()
+    assert running is not None
+    connection.rpush(key, f"{running.id}|{time.time()!r}|{running.rq_job.worker_name}")
+    connection.rpush(f"{key}:end", repr(time.time()))
+
+
+@job("stalls")
+def stall_run(key: str, seconds: float, long_runs: int = 1) -> None:
+    """Record the run on ``key`` (JSON), sleep ``seconds`` on the first ``long_runs`` runs sharing ``key`` (later
+    runs return at once), then record ``<job id>`` on ``<key>:done``."""
+    runs = get_connection().incr(f"{key}:runs")
+    record = _run_record(key, run=runs)
+    if runs <= long_runs:
+        time.sleep(seconds)
+    get_connection().rpush(f"{key}:done", record["id"])
+
+
+@job("pool")
+def pool_span(key: str, seconds: float) -> None:
+    """Sleep ``seconds``; record ``<pid>|<start>|<end>`` on ``key`` (a job of the concurrency-3 queue)."""
+    started = time.time()
+    time.sleep(seconds)
+    get_connection().rpush(key, f"{os.getpid()}|{started!r}|{time.time()!r}")
+
+
+@job("email")
+def long_first_run(key: str, seconds: float) -> None:
+    """Record the run on ``key`` (JSON); sleep ``seconds`` on the first run sharing ``key`` only; record
+    ``<job id>`` on ``<key>:done``."""
+    runs = get_connection().incr(f"{key}:runs")
+    record = _run_record(key, run=runs)
+    if runs == 1:
+        time.sleep(seconds)
+    get_connection().rpush(f"{key}:done", record["id"])
