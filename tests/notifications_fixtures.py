@@ -22,20 +22,20 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import psutil
 import pytest
 from aiosmtpd.controller import Controller
 from django.db import connection
 
 from config.redis_server import free_port
 from tests.conftest import ROOT, manage_env
+from tests.helpers import kill_tree
 
 
 def database_url() -> str:
@@ -112,17 +112,6 @@ def smtp_sink_fixture() -> Iterator[SmtpSink]:
         controller.stop()
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @contextmanager
 def worker(*queues: str, **env: str) -> Iterator[subprocess.Popen]:
     """``manage.py rqworker <queues>`` as a real process on the test database, with ``env`` (e.g. EMAIL_URL).
@@ -146,17 +135,8 @@ def worker(*queues: str, **env: str) -> Iterator[subprocess.Popen]:
 
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        try:
-            children = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        for child in children:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+            kill_tree(proc)

@@ -19,59 +19,22 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psutil
 import pytest
 import redis
 from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
-from rq.results import Result
 
 from queues import InvalidJobData, InvalidJobOptions, get_queue, job
 from queues.options import MAX_PRIORITY, Backoff
 from queues.worker import SimpleWorker
 from tests.conftest import manage, run_manage
+from tests.helpers import kill_tree, last_failure, signals_restored, values, wait_for, worker_process
 from tests.testapp import jobs
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def kill_tree(proc: subprocess.Popen) -> None:
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    proc.kill()
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-@contextmanager
-def worker_process(*args: str) -> Iterator[subprocess.Popen]:
-    """``manage.py <args>`` as a real process; killed (with its children) if a test leaves it running."""
-    proc = manage(*args)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
-            out, _ = proc.communicate(timeout=10)
-            print(f"--- output of manage.py {' '.join(args)} (killed) ---\n{out}")
 
 
 @contextmanager
@@ -89,28 +52,10 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def values(client: redis.Redis, key: str) -> list[str]:
-    return [v.decode() for v in client.lrange(key, 0, -1)]
-
-
 def run_burst(*queues: str) -> bool:
     """Run this app's SimpleWorker in the test process until the queues are empty; put pytest's signals back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_restored():
         return SimpleWorker(list(queues)).work(burst=True)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-def last_failure(job_id: str, queue: str) -> str:
-    """The traceback RQ stored for the job's last run, which must have failed."""
-    handle = get_queue(queue).get_job(job_id)
-    assert handle is not None, f"job {job_id} is gone"
-    result = handle.rq_job.latest_result()
-    assert result is not None, f"job {job_id} has no result"
-    assert result.type == Result.Type.FAILED, result.type
-    return result.exc_string or ""
 
 
 def traces(client: redis.Redis, job_id: str) -> list[str]:

@@ -23,7 +23,8 @@ from notifications import outbox
 from notifications.models import Notification
 from queues import get_queue
 from tests.conftest import manage_env, run_manage
-from tests.notifications_fixtures import SmtpSink, database_url, smtp_sink_fixture, wait_for, worker  # noqa: F401
+from tests.helpers import wait_for
+from tests.notifications_fixtures import SmtpSink, database_url, smtp_sink_fixture, worker  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -118,6 +118,25 @@ def kill_everything(launcher: Launcher) -> None:
         launcher.reader.join(10)  # until every writer of the pipe is gone
     launcher.process.stdout.close()
 
+def launch_running_a_slow_job(tmp_path: Path, seconds: float, *args: str) -> tuple[Launcher, str, str, list]:
+    """A launcher on a private Redis with the test settings, once its worker runs a ``slow`` job of ``seconds``.
+
+    Returns the launcher, its Redis URL, the job's id and the process tree (the job's horse among them).
+    """
+    env = launcher_env(tmp_path, REDIS_HOST="127.0.0.1", REDIS_PORT=str(free_port()),
+                       DJANGO_SETTINGS_MODULE="tests.settings")
+    launcher = start_launcher(env, *args)
+    try:
+        redis_url = launcher.line(r"Redis: started private \S+ at (redis://\S+)").group(1)
+        wait_until_serving(launcher)
+        job_id = add_job(launcher, redis_url, "tests.testapp.jobs.slow", {"key": "trace", "seconds": seconds})
+        assert wait_for(lambda: trace(redis_url) == [b"started"], 30, launcher), launcher.output
+        return launcher, redis_url, job_id, launcher.tree()
+    except BaseException:
+        kill_everything(launcher)
+        raise
+
+
 
 def get(launcher: Launcher, path: str, opener: urllib.request.OpenerDirector | None = None,
         data: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -269,15 +288,8 @@ def test_run_command__never_prints_the_redis_password(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_run_command__lets_the_running_job_finish_on_ctrl_c(tmp_path: Path) -> None:
     """Let the running job finish when Ctrl-C reaches the launcher's whole process group, Redis stopping last."""
-    env = launcher_env(tmp_path, REDIS_HOST="127.0.0.1", REDIS_PORT=str(free_port()),
-                       DJANGO_SETTINGS_MODULE="tests.settings")
-    launcher = start_launcher(env)
-    try:
-        redis_url = launcher.line(r"Redis: started private \S+ at (redis://\S+)").group(1)
-        wait_until_serving(launcher)
-        job_id = add_job(launcher, redis_url, "tests.testapp.jobs.slow", {"key": "trace", "seconds": 3})
-        assert wait_for(lambda: trace(redis_url) == [b"started"], 30, launcher), launcher.output
-        processes = launcher.tree()  # the job's horse among them
+    launcher, redis_url, job_id, processes = launch_running_a_slow_job(tmp_path, 3)
+    try:  # the job's horse among them
         assert launcher.stop(signal.SIGINT, group=True) == 0, launcher.output
         assert_all_gone(launcher, processes)
         output = launcher.output
@@ -293,15 +305,8 @@ def test_run_command__lets_the_running_job_finish_on_ctrl_c(tmp_path: Path) -> N
 @pytest.mark.timeout(120)
 def test_run_command__kills_a_job_that_outlasts_the_grace(tmp_path: Path) -> None:
     """Kill the worker's running job, its horse included, when it outlasts --grace."""
-    env = launcher_env(tmp_path, REDIS_HOST="127.0.0.1", REDIS_PORT=str(free_port()),
-                       DJANGO_SETTINGS_MODULE="tests.settings")
-    launcher = start_launcher(env, "--grace", "2")
+    launcher, _redis_url, _job_id, processes = launch_running_a_slow_job(tmp_path, 300, "--grace", "2")
     try:
-        redis_url = launcher.line(r"Redis: started private \S+ at (redis://\S+)").group(1)
-        wait_until_serving(launcher)
-        add_job(launcher, redis_url, "tests.testapp.jobs.slow", {"key": "trace", "seconds": 300})
-        assert wait_for(lambda: trace(redis_url) == [b"started"], 30, launcher), launcher.output
-        processes = launcher.tree()
         started = time.monotonic()
         assert launcher.stop() == 0, launcher.output
         assert time.monotonic() - started < 20, launcher.output
@@ -314,15 +319,8 @@ def test_run_command__kills_a_job_that_outlasts_the_grace(tmp_path: Path) -> Non
 @pytest.mark.timeout(120)
 def test_run_command__stops_in_order_when_killed(tmp_path: Path) -> None:
     """Stop everything in order, the running job finishing, when the launcher is killed with SIGKILL."""
-    env = launcher_env(tmp_path, REDIS_HOST="127.0.0.1", REDIS_PORT=str(free_port()),
-                       DJANGO_SETTINGS_MODULE="tests.settings")
-    launcher = start_launcher(env)
+    launcher, redis_url, job_id, processes = launch_running_a_slow_job(tmp_path, 3)
     try:
-        redis_url = launcher.line(r"Redis: started private \S+ at (redis://\S+)").group(1)
-        wait_until_serving(launcher)
-        job_id = add_job(launcher, redis_url, "tests.testapp.jobs.slow", {"key": "trace", "seconds": 3})
-        assert wait_for(lambda: trace(redis_url) == [b"started"], 30, launcher), launcher.output
-        processes = launcher.tree()
         assert launcher.stop(signal.SIGKILL) == -signal.SIGKILL
         assert wait_for(lambda: "Redis: stopped the private" in launcher.output, 30), launcher.output
         assert_all_gone(launcher, processes)

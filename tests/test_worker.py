@@ -14,8 +14,7 @@ import signal
 import subprocess
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import datetime
 
 import psutil
@@ -25,45 +24,13 @@ import rq
 from rq.callbacks import Callback
 from rq.job import Retry
 from rq.registry import FailedJobRegistry
-from rq.results import Result
 from rq.serializers import JSONSerializer, PickleSerializer
 
 from queues import get_queue
 from queues.worker import Worker
-from tests.conftest import manage, run_manage
+from tests.conftest import run_manage
+from tests.helpers import last_failure, signals_restored, values, wait_for, worker_process
 from tests.testapp import jobs
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-@contextmanager
-def worker_process(*args: str) -> Iterator[subprocess.Popen]:
-    """``manage.py <args>`` as a real process; killed (with its children) if a test leaves it running."""
-    proc = manage(*args)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            try:
-                children = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                children = []
-            proc.kill()
-            for child in children:
-                try:
-                    child.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            out, _ = proc.communicate(timeout=10)
-            print(f"--- output of manage.py {' '.join(args)} (killed) ---\n{out}")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15) -> tuple[int, str, float]:
@@ -74,27 +41,11 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> tuple[int, str, float]:
     return proc.returncode, out, time.monotonic() - sent
 
 
-def values(client: redis.Redis, key: str) -> list[str]:
-    return [v.decode() for v in client.lrange(key, 0, -1)]
-
-
-def last_failure(job_id: str, queue: str = "email") -> str:
-    """The traceback RQ stored for the job's last run, which must have failed."""
-    handle = get_queue(queue).get_job(job_id)
-    assert handle is not None, f"job {job_id} is gone"
-    result = handle.rq_job.latest_result()
-    assert result is not None, f"job {job_id} has no result"
-    assert result.type == Result.Type.FAILED, result.type
-    return result.exc_string or ""
-
-
 @pytest.fixture
 def restore_signal_handlers() -> Iterator[None]:
     """An in-process RQ worker installs SIGINT/SIGTERM handlers in the test process: put pytest's back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+    with signals_restored():
+        yield
 
 
 def test_worker__rqworker_runs_this_apps_worker_and_json_on_both_queues(redis_client: redis.Redis) -> None:

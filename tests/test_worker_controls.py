@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psutil
@@ -29,6 +29,7 @@ from queues import get_queue
 from queues.checks import check_settings
 from queues.events import read
 from tests.conftest import ROOT, manage_env
+from tests.helpers import kill_tree, last_failure, values, wait_for
 from tests.testapp import jobs
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -55,16 +56,7 @@ class Workers:
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    children = psutil.Process(proc.pid).children(recursive=True)
-                except psutil.NoSuchProcess:
-                    children = []
-                proc.kill()
-                for child in children:
-                    try:
-                        child.kill()
-                    except psutil.NoSuchProcess:
-                        pass
+                kill_tree(proc)
                 proc.wait(timeout=10)
             print(f"--- manage.py {proc.args_text} (pid {proc.pid}, exit {proc.returncode}) ---\n{output(proc)}")
 
@@ -80,19 +72,6 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 def output(proc: subprocess.Popen) -> str:
     return proc.log.read_text()  # type: ignore[attr-defined]
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             procs: Iterable[subprocess.Popen] = ()) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        for proc in procs:
-            if proc.poll() is not None:
-                raise AssertionError(f"manage.py {proc.args_text} exited ({proc.returncode}) while waiting for "  # type: ignore[attr-defined]
-                                     f"{what}:\n{output(proc)}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> tuple[int, float]:
@@ -112,10 +91,6 @@ def listening(client: redis.Redis, queue: str, pids: Iterable[int]) -> bool:
 def wait_listening(client: redis.Redis, queue: str, procs: list[subprocess.Popen], timeout: float = 30) -> None:
     wait_for(lambda: listening(client, queue, [proc.pid for proc in procs]), timeout,
              f"{len(procs)} worker(s) listening on {queue}", procs)
-
-
-def values(client: redis.Redis, key: str) -> list[str]:
-    return [v.decode() for v in client.lrange(key, 0, -1)]
 
 
 def runs(client: redis.Redis, key: str) -> list[dict]:
@@ -146,14 +121,6 @@ def worker_children(proc: subprocess.Popen) -> list[psutil.Process]:
         return psutil.Process(proc.pid).children(recursive=False)
     except psutil.NoSuchProcess:
         return []
-
-
-def last_failure(queue: str, job_id: str) -> str:
-    handle = get_queue(queue).get_job(job_id)
-    assert handle is not None, f"job {job_id} is gone"
-    result = handle.rq_job.latest_result()
-    assert result is not None, f"job {job_id} has no result"
-    return result.exc_string or ""
 
 
 # --- rate limiter ------------------------------------------------------------------------------------------
@@ -333,7 +300,7 @@ def test_stalled__job_fails_after_max_stalled_count_stalls(redis_client: redis.R
 
     stalls = [(event["jobId"], event["stalledCount"], event["failed"])
               for event in read(redis_client, "stalls") if event["event"] == "stalled"]
-    reason = last_failure("stalls", handle.id)
+    reason = last_failure(handle.id, "stalls")
     print(f"stalled twice: failed {failed_after:.3f} s after the second SIGKILL: {reason}")
     assert stalls == [(handle.id, "1", "0"), (handle.id, "2", "1")]
     assert "stalled more than allowable limit" in reason
