@@ -11,7 +11,7 @@ from django.utils.module_loading import import_string
 from .conf import JSON_SERIALIZER, load_config
 from .registry import registered_jobs
 
-PICKLE_SERIALIZERS = {"pickle", "rq.serializers.DefaultSerializer", "rq.serializers.PickleSerializer"}
+JSON_SERIALIZERS = {JSON_SERIALIZER, "json"}
 
 
 @checks.register("queues")
@@ -48,9 +48,9 @@ def check_django_rq(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         ))
     for name in load_config().queues:
         serializer = (rq_queues or {}).get(name, {}).get("SERIALIZER") if name not in missing else None
-        if serializer is not None and serializer != JSON_SERIALIZER and str(serializer) in PICKLE_SERIALIZERS:
+        if serializer is not None and str(serializer) not in JSON_SERIALIZERS:
             messages.append(checks.Error(
-                f"RQ_QUEUES[{name!r}] uses the pickle serializer.",
+                f"RQ_QUEUES[{name!r}] sets the serializer {serializer!r}; this app reads and writes JSON only.",
                 hint="Remove SERIALIZER (RQQueues() sets JSON): pickle lets anyone who can write to Redis run code.",
                 id="queues.E008",
             ))
