@@ -18,7 +18,7 @@ a ``{"skipped": reason}`` result instead of failing it: RQ's failed list stays w
 A missing template or address fails the row and raises ``queues.UnrecoverableError`` (fails at once, listed).
 Return values hold no personal data (they are kept in Redis).
 
-Progress (BullMQ's ``job.updateProgress``) is not reported: ``queues`` has no progress API yet.
+Progress (BullMQ's ``job.updateProgress``): 50 once the row is claimed, 100 once it is sent.
 """
 
 from __future__ import annotations
@@ -106,10 +106,14 @@ def _deliver(notification_id: int, channel: str) -> dict[str, Any]:
     if not Notification.objects.move(notification_id, NOT_STARTED, Status.SENDING, attempts=F("attempts") + 1):
         return _skipped(notification_id, "another run claimed it or it was canceled")
 
+    if running is not None:
+        running.update_progress(50)  # claimed; sending
     if channel == Channel.EMAIL:
         _send_email(notification, user, running)
     Notification.objects.move(notification_id, [Status.SENDING], Status.SENT, sent_at=timezone.now(),
                               last_error="")
+    if running is not None:
+        running.update_progress(100)
     logger.info("Notification %s sent (%s, job %s)", notification_id, channel, running.id if running else "-")
     return {"notification_id": notification_id, "status": Status.SENT.value}
 

@@ -7,6 +7,7 @@ what ``Queue.add()`` and ``current_job()`` return: BullMQ's vocabulary over the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,11 +15,14 @@ from typing import Any
 from rq.job import Job as BaseRQJob
 from rq.job import get_current_job
 
-from .exceptions import JobRefused
+from .events import publish
+from .exceptions import InvalidJobData, JobRefused
 from .options import Backoff
+from .payload import check_payload
 from .registry import definition_for_path
 from .scripts import JOB_PREFIX, RESULTS_PREFIX, script
 
+PROGRESS_MAX_BYTES = 1024
 # RQ status → BullMQ state (Job.getState()).
 STATES = {
     "created": "waiting",
@@ -205,6 +209,32 @@ class Job:
         if rq_job.retries_left is not None and isinstance(intervals, list):
             made += max(len(intervals) - rq_job.retries_left, 0)
         return made
+
+    @property
+    def progress(self) -> Any:
+        """The job's last reported progress (a number or a small JSON object), or 0."""
+        raw = self.rq_job.connection.hget(self.rq_job.key, "progress")
+        return json.loads(raw) if raw else 0
+
+    def update_progress(self, value: float | dict[str, Any]) -> None:
+        """Report progress from inside the job: a number from 0 to 100, or a small JSON object.
+
+        Stored on the job (``progress``) and published as a ``progress`` event on the queue's stream, in one
+        round trip.
+
+        Raises:
+            InvalidJobData: not a number in 0–100 nor a dict of JSON values under 1 KiB.
+        """
+        if isinstance(value, bool) or not (isinstance(value, int | float) and 0 <= value <= 100
+                                           or isinstance(value, dict)):
+            raise InvalidJobData(f"progress must be a number from 0 to 100 or a small dict, not {value!r}.")
+        if isinstance(value, dict):
+            check_payload(value, PROGRESS_MAX_BYTES)
+        encoded = json.dumps(value, separators=(",", ":"))
+        pipe = self.rq_job.connection.pipeline()
+        pipe.hset(self.rq_job.key, "progress", encoded)
+        publish(pipe, self.queue_name, "progress", jobId=self.id, data=encoded)
+        pipe.execute()
 
     def get_state(self) -> str:
         """BullMQ's state: waiting, prioritized, delayed, active, completed, failed, or unknown (gone)."""

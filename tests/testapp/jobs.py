@@ -194,3 +194,13 @@ def long_first_run(key: str, seconds: float) -> None:
     if runs == 1:
         time.sleep(seconds)
     get_connection().rpush(f"{key}:done", record["id"])
+
+
+@job("email")
+def report_progress(steps: list) -> str:
+    """Report each of ``steps`` as the job's progress, in order."""
+    running = current_job()
+    assert running is not None
+    for step in steps:
+        running.update_progress(step)
+    return "reported"
