@@ -20,7 +20,7 @@ from .exceptions import InvalidJobData, JobRefused
 from .options import Backoff
 from .payload import check_payload
 from .registry import definition_for_path
-from .scripts import JOB_PREFIX, RESULTS_PREFIX, script
+from .scripts import JOB_PREFIX, RESULTS_PREFIX, TRIM
 
 PROGRESS_MAX_BYTES = 1024
 # RQ status → BullMQ state (Job.getState()).
@@ -94,8 +94,9 @@ class RQJob(BaseRQJob):
             # first), and the age trim removed a job up to a second before it was `age` old. Score it to the
             # microsecond instead.
             pipeline.zadd(registry_key, {self.id: now + ttl})
-        script(self.connection, "trim")(keys=[registry_key], args=[now, keep, JOB_PREFIX, RESULTS_PREFIX],
-                                        client=pipeline)
+        # EVAL, not a registered Script: redis-py checks a pipeline's scripts with SCRIPT EXISTS before every
+        # execute, a round trip per job; Redis caches the compiled body by its hash all the same.
+        pipeline.eval(TRIM, 1, registry_key, now, keep, JOB_PREFIX, RESULTS_PREFIX)
 
     def _handle_success(self, result_ttl: Any, pipeline: Any, *args: Any, **kwargs: Any) -> None:
         super()._handle_success(result_ttl, pipeline, *args, **kwargs)

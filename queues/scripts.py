@@ -158,7 +158,7 @@ end
 return removed
 """
 
-_SOURCES = {"add": ADD, "dequeue": DEQUEUE, "trim": TRIM}
+_SOURCES = {"add": ADD, "dequeue": DEQUEUE}  # TRIM runs inside the worker's pipeline, as EVAL
 _scripts: dict[tuple[int, str], Script] = {}
 
 

@@ -149,8 +149,9 @@ def test_limiter__three_workers_start_at_most_max_in_any_window_without_polling(
     # Throughput while limited, as a share of the limit: 10 starts per the mean time from a start to the 10th after it.
     rate = 1 / (sum(starts[n + 10] - starts[n] for n in range(len(starts) - 10)) / (len(starts) - 10))
     per_worker = sorted(sum(1 for record in records if record[2] == name) for name in {r[2] for r in records})
-    # The scripts run from the reset on: one add_bulk, one trim per completed job, and the workers' dequeue calls.
-    dequeues = evalsha - 1 - len(handles)
+    # The registered scripts run from the reset on: one add_bulk and the workers' dequeue calls (the trim on each
+    # completion is an EVAL, counted apart).
+    dequeues = evalsha - 1
     print(f"limiter: most starts in a 1 s window {window_max} (11 starts span at least {tightest:.3f} s); first "
           f"start to last end {took:.3f} s, add to last completion seen {done - added:.3f} s; throughput {rate:.1%} "
           f"of the limit; jobs per worker {per_worker}; evalsha {evalsha}, of which dequeue calls {dequeues}, for "
