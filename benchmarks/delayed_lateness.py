@@ -42,6 +42,7 @@ from benchmarks._common import (  # noqa: E402
     nearest_rank,
     parse_time,
     private_redis,
+    run_header,
     setup_django,
     start,
     stop,
@@ -229,9 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"# delayed-job lateness: {args.jobs} jobs per side, delays uniform in [1, {args.spread:g}] s, "
           f"seed {args.seed}; one worker each, one after the other; Redis hz {hz}; {elapsed:.0f} s wall")
-    print(f"# {info['date']}, {info['cpus']} CPUs, load average before the run {load}, Python {info['python']}, "
-          f"{info['redis-server']}")
-    print(f"# {info['code']}; settings {info['settings']}; {queue_setup}")
+    print(run_header(info, load))
+    print(f"# {queue_setup}")
     print("\nAll jobs (lateness = started_at - due; negative = started early):\n")
     print(table(results, "all"))
     print("\nOnly jobs not queued behind another (the worker started no other job between their due time "

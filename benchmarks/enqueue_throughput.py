@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import command_stats, load_average, machine, private_redis, setup_django  # noqa: E402
+from benchmarks._common import command_stats, load_average, machine, private_redis, run_header, setup_django  # noqa: E402
 
 WARM_UP = 100
 PLAIN_FUNC = "tests.testapp.jobs.add"  # the same path as this app's job: see the module docstring
@@ -248,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"# enqueue throughput: {args.jobs} jobs per case, {rounds} round(s), one process, no worker; "
           f"plain RQ enqueues {args.plain_func}; {elapsed:.0f} s wall")
-    print(f"# {info['date']}, {info['cpus']} CPUs, load average before the run {load}, Python {info['python']}, "
-          f"{info['redis-server']}; {info['versions']}")
-    print(f"# {info['code']}; settings {info['settings']}\n")
+    print(run_header(info, load) + "\n")
     print("| case | jobs/s (median) | range over rounds | Redis commands / job | round trips / job | "
           "job hash bytes (encoding) | used_memory / job | jobs in place |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

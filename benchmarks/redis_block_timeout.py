@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import load_average, machine, nearest_rank, private_redis  # noqa: E402
+from benchmarks._common import load_average, machine, nearest_rank, private_redis, run_header  # noqa: E402
 
 
 def measure(samples: int, extra_args: tuple[str, ...]) -> tuple[str, list[float]]:
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--samples must be 1..1000")
     info = machine()
     print(f"# BZPOPMIN on an empty key: how long after its timeout it returns; {args.samples} samples per row")
-    print(f"# {info['date']}, {info['cpus']} CPUs, load average before the run {load_average()}, "
-          f"Python {info['python']}, {info['redis-server']}\n")
+    print(run_header(info, load_average()) + "\n")
     print("| Redis hz | p50 ms | p99 ms | max ms | min ms | mean ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     for extra in ((), ("--hz", "100")):

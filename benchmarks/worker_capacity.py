@@ -42,6 +42,7 @@ from benchmarks._common import (  # noqa: E402
     machine,
     parse_time,
     private_redis,
+    run_header,
     setup_django,
     start,
     stop,
@@ -157,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"# one worker at a time draining {n} no-op jobs added at once (--burst), one after the other; "
           f"{elapsed:.0f} s wall")
-    print(f"# {info['date']}, {info['cpus']} CPUs, load average before the run {load}, Python {info['python']}, "
-          f"{info['redis-server']}; {info['versions']}")
-    print(f"# {info['code']}; settings {info['settings']}; JSON serializer on both sides\n")
+    print(run_header(info, load) + "; JSON serializer on both sides\n")
     print("| kind | worker | jobs/s, first start to last end | ms/job | jobs/s, wall minus empty run | "
           "burst wall s | empty-run wall s | Redis commands / job | net of the empty run | finished |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
