@@ -5,4 +5,5 @@ urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/notifications/", include("notifications.urls")),
+    path("queues/", include("queues.urls")),  # /queues/metrics for Prometheus
 ]

@@ -2,7 +2,7 @@
 
 The public API::
 
-    from queues import job, get_queue, current_job
+    from queues import job, get_queue, current_job, QueueEvents
 
     @job("email")
     def send_welcome(notification_id: int) -> dict: ...
@@ -13,6 +13,7 @@ Importing this package needs no configured settings, so the project's settings m
 ``queues.conf``. Nothing here touches Redis until a queue is used.
 """
 
+from .events import QueueEvents
 from .exceptions import (
     InvalidJobData,
     InvalidJobOptions,
@@ -35,6 +36,7 @@ __all__ = [
     "JobRefused",
     "PayloadTooLarge",
     "Queue",
+    "QueueEvents",
     "QueuesError",
     "UnknownJob",
     "UnrecoverableError",

@@ -34,6 +34,8 @@ REDIS_KEYS = (
     "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES",
 )
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+DEFAULT_EVENTS_MAX_LENGTH = 10_000
+DEFAULT_METRICS_MINUTES = 24 * 60
 JSON_SERIALIZER = "rq.serializers.JSONSerializer"
 QUEUE_CLASS = "queues.queue.RQQueue"
 
@@ -73,6 +75,8 @@ class Config:
     redis: dict[str, Any] = field(default_factory=dict)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     shutdown_grace: float | None = DEFAULT_SHUTDOWN_GRACE
+    events_max_length: int = DEFAULT_EVENTS_MAX_LENGTH  # per queue stream, approximate; 0: no events
+    metrics_minutes: int = DEFAULT_METRICS_MINUTES  # per-minute counts kept; 0: no metrics
     problems: tuple[Problem, ...] = ()
 
 
@@ -219,8 +223,23 @@ def load_config() -> Config:
                                 "Use seconds ≥ 0 (default 30) that a stopping worker lets its running job finish, "
                                 "or None to wait for ever."))
         grace = DEFAULT_SHUTDOWN_GRACE
+    events_max_length = _whole_number_setting(
+        "QUEUES_EVENTS_MAX_LENGTH", DEFAULT_EVENTS_MAX_LENGTH, problems,
+        "Use a whole number ≥ 0: the events kept per queue (default 10000); 0 publishes no events.")
+    metrics_minutes = _whole_number_setting(
+        "QUEUES_METRICS_MINUTES", DEFAULT_METRICS_MINUTES, problems,
+        "Use a whole number ≥ 0 of minutes of per-minute counts to keep (default 1440, a day); 0 keeps none.")
     return Config(queues=queues, redis=dict(redis) if isinstance(redis, Mapping) else {},
-                  max_payload_bytes=max_bytes, shutdown_grace=grace, problems=tuple(problems))
+                  max_payload_bytes=max_bytes, shutdown_grace=grace, events_max_length=events_max_length,
+                  metrics_minutes=metrics_minutes, problems=tuple(problems))
+
+
+def _whole_number_setting(name: str, default: int, problems: list[Problem], hint: str) -> int:
+    value = getattr(settings, name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.append(Problem("E013", f"{name} is {value!r}.", hint))
+        return default
+    return value
 
 
 @cache

@@ -100,11 +100,13 @@ class RQQueue(rq.Queue):
         markers = [QueueKeys.of(queue.name).marker for queue in queues]
         limits = [value for queue in queues for value in limiter_args(queue.name)]
         take = script(connection, "dequeue")
+        events_max_length = get_config().events_max_length
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.time()
             number, job_id, next_due = take(keys=keys, args=[
-                f"{now:.6f}", utcformat(datetime.fromtimestamp(now, UTC)), JOB_PREFIX, PROMOTE_LIMIT, *limits])
+                f"{now:.6f}", utcformat(datetime.fromtimestamp(now, UTC)), JOB_PREFIX, PROMOTE_LIMIT, events_max_length,
+                *limits])
             if number:
                 queue = queues[int(number) - 1]
                 fetched = cls._fetch_dequeued_job(connection, queue.key, job_id.decode(), job_class=job_class,
@@ -198,10 +200,10 @@ class Queue:
                     for index, spec in enumerate(jobs)]
         if not prepared:
             return []
-        args: list[Any] = [self.rq.key, JOB_PREFIX]
+        args: list[Any] = [self.rq.key, JOB_PREFIX, get_config().events_max_length]
         for rq_job, mode, score in prepared:
             items = hset_items(rq_job.to_dict())
-            args += [rq_job.id, mode, score, rq_job.ttl or -1, len(items), *items]
+            args += [rq_job.id, mode, score, rq_job.ttl or -1, rq_job.description, len(items), *items]
 
         def write() -> list[int]:
             return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
@@ -306,6 +308,26 @@ class Queue:
 
     def is_paused(self) -> bool:
         return bool(self.connection.exists(self.keys.paused))
+
+    def get_metrics(self, kind: str, minutes: int = 60) -> dict[str, Any]:
+        """Jobs ``"completed"`` or ``"failed"`` per minute, as BullMQ's ``getMetrics``, in one round trip.
+
+        Returns ``{"total": all-time count, "per_minute": [counts, oldest first, the last one the current minute,
+        exactly minutes long], "end": that last minute (epoch minutes)}``. Minutes older than
+        ``QUEUES_METRICS_MINUTES`` (default a day) are not kept, so they read as 0.
+
+        Raises:
+            ValueError: ``kind`` is neither "completed" nor "failed", or ``minutes`` is not a positive integer.
+        """
+        if kind not in ("completed", "failed"):
+            raise ValueError(f"get_metrics takes 'completed' or 'failed', not {kind!r}.")
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
+            raise ValueError(f"get_metrics takes a positive whole number of minutes, not {minutes!r}.")
+        key = self.keys.metrics_completed if kind == "completed" else self.keys.metrics_failed
+        end = int(time.time() // 60)
+        fields = ["total", *(str(minute) for minute in range(end - minutes + 1, end + 1))]
+        total, *counts = self.connection.hmget(key, fields)
+        return {"total": int(total or 0), "per_minute": [int(count or 0) for count in counts], "end": end}
 
     def rate_limit(self, seconds: float | timedelta) -> None:
         """Start no job of this queue, on any worker, for ``seconds`` (BullMQ's ``worker.rateLimit``).

@@ -22,7 +22,8 @@ from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
 from .events import publish
-from .job import RQJob
+from .job import Job, RQJob, send
+from .signals import job_stalled
 
 logger = logging.getLogger("queues.worker")
 
@@ -59,8 +60,9 @@ def recover_stalled(queue: Any, *, max_stalled_count: int, lock_for: float, owne
                 logger.warning("job id=%s name=%s queue=%s stalled (its worker stopped heart-beating); back to "
                                "waiting, stall %s of %s allowed", job.id, job.description, queue.name, count,
                                max_stalled_count)
-            publish(pipe, queue.name, "stalled", jobId=job.id, name=job.description, stalledCount=count,
+            publish(pipe, queue.name, "stalled", job_id=job.id, name=job.description, stalled_count=count,
                     failed=int(count > max_stalled_count))
             pipe.execute()
+        send(job_stalled, Job(job), stalled_count=count)
         stalled.append(job.id)
     return stalled

@@ -39,11 +39,13 @@ from rq.timeouts import UnixSignalDeathPenalty
 from .conf import get_config
 from .connection import WORKER, get_connection
 from .exceptions import UnrecoverableError
-from .job import RQJob
+from .job import Job, RQJob, send
 from .queue import RQQueue, get_definition
+from .signals import job_active, job_completed, job_failed, job_retrying
 from .stalled import recover_stalled
 
 logger = logging.getLogger("queues.worker")
+jobs_logger = logging.getLogger("queues.jobs")
 PR_SET_PDEATHSIG = 1
 
 
@@ -148,6 +150,28 @@ class WorkerMixin:
                 pipe.zadd(key, {member: time.time()})
                 pipe.pexpire(key, math.ceil(window * 1000) + 1000)
                 pipe.execute()
+        handle = Job(job)
+        attempts_made = handle.attempts_made
+        jobs_logger.info("job active id=%s name=%s queue=%s attempt=%d", job.id, handle.name, job.origin,
+                         attempts_made + 1)
+        send(job_active, handle, attempts_made=attempts_made)
+
+    # --- a run ends (the `active` event is published by the dequeue script) ---------------------------
+
+    def handle_job_success(self, job: RQJob, queue: RQQueue, started_job_registry: Any, execution: Any) -> None:
+        job.completing = True  # cleanup_execution adds the `completed` metric and event to RQ's pipeline
+        super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
+        handle = Job(job)
+        jobs_logger.info("job completed id=%s name=%s queue=%s attempt=%d", job.id, handle.name, job.origin,
+                         handle.attempts_made + 1)
+        send(job_completed, handle, return_value=job._result)
+
+    def cleanup_execution(self, job: RQJob, pipeline: Any, execution: Any = None) -> None:
+        super().cleanup_execution(job, pipeline=pipeline, execution=execution)  # type: ignore[misc]
+        # In a success, RQ calls this last in the pipeline that records it: after the finished registry entry
+        # is written, so the retention trim counts it. (A failure records its own, in RQJob._handle_failure.)
+        if job.completing:
+            job.record_completed(pipeline, job.get_result_ttl(self.default_result_ttl))  # type: ignore[attr-defined]
 
     # --- stopping -------------------------------------------------------------------------------
 
@@ -162,11 +186,26 @@ class WorkerMixin:
         if self._requeue_job_id == job.id:  # stopped at the end of the shutdown grace: back to waiting, not failed
             self._requeue_job_id = None
             with self.connection.pipeline() as pipe:  # type: ignore[attr-defined]
-                self.cleanup_execution(job, pipeline=pipe, execution=execution)  # type: ignore[attr-defined]
+                self.cleanup_execution(job, pipeline=pipe, execution=execution)
                 queue.requeue(job, pipe)
                 pipe.execute()
+            jobs_logger.warning("job requeued id=%s name=%s queue=%s: stopped at the end of the shutdown grace",
+                                job.id, job.description, job.origin)
             return
+        retrying = job.should_retry and self._stopped_job_id != job.id  # type: ignore[attr-defined]
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)  # type: ignore[misc]
+        handle = Job(job)
+        attempts_made = handle.attempts_made  # after a retry was scheduled, this counts the run that just failed
+        reason = job.failed_reason(exc_string)
+        if retrying:
+            jobs_logger.warning("job retrying id=%s name=%s queue=%s attempt=%d error=%s: retry in %.3f s", job.id,
+                                handle.name, job.origin, attempts_made, reason, job.retry_wait)
+            send(job_retrying, handle, error=job.last_error, attempts_made=attempts_made)
+        else:
+            attempts_made += 1
+            jobs_logger.error("job failed id=%s name=%s queue=%s attempt=%d error=%s", job.id, handle.name,
+                              job.origin, attempts_made, reason)
+            send(job_failed, handle, error=job.last_error, attempts_made=attempts_made)
 
     def _finalize_failure(self, job: RQJob, queue: rq.Queue, execution: Any, exc_info: Any) -> None:
         error = exc_info[1]

@@ -91,6 +91,7 @@ def snapshot(client: redis.Redis) -> dict[str, Any]:
         "set": client.smembers,
         "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
         "hash": client.hgetall,
+        "stream": lambda k: client.xrange(k),
     }
     return {key: readers[client.type(key).decode()](key) for key in client.scan_iter(count=1000)}
 

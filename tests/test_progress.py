@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import redis
 
 from queues import get_queue
@@ -26,8 +24,8 @@ def test_progress__stored_on_the_job_and_published_in_order(redis_client: redis.
     assert handle.get_state() == "completed"
     assert handle.progress == {"sent": 3, "of": 4}
     events = [event for event in read(redis_client, "email") if event["event"] == "progress"]
-    assert [json.loads(event["data"]) for event in events] == [10, 55.5, {"sent": 3, "of": 4}]
-    assert {event["jobId"] for event in events} == {handle.id}
+    assert [event["data"] for event in events] == [10, 55.5, {"sent": 3, "of": 4}]
+    assert {event["job_id"] for event in events} == {handle.id}
 
 
 def test_progress__out_of_range_value_fails_the_job_with_a_clear_reason(redis_client: redis.Redis) -> None:

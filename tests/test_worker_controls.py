@@ -210,7 +210,8 @@ def test_pause__holds_the_queue_on_every_worker_through_a_restart_and_resume_run
     assert starts[0] - resumed_at < 1  # an idle worker is woken, not left to its next timeout
     assert {handle.get_state() for handle in handles} == {"completed"}
     assert email.get_job_counts()["paused"] == 0
-    assert [event["event"] for event in read(redis_client, "email")] == ["paused", "resumed"]
+    assert [event["event"] for event in read(redis_client, "email", count=10_000)
+            if event["event"] in ("paused", "resumed")] == ["paused", "resumed"]
 
 
 def test_pause__stops_busy_workers_within_a_second(redis_client: redis.Redis, workers: Workers) -> None:
@@ -268,7 +269,7 @@ def test_stalled__sigkilled_workers_job_reruns_elsewhere_and_a_busy_workers_job_
     assert second["at"] - killed_at < 3 + 1.5
     assert second["at"] > first_run_gone  # never two live runs
     assert second["worker"] != first["worker"]
-    assert (stalled["jobId"], stalled["stalledCount"], stalled["failed"]) == (victim.id, "1", "0")
+    assert (stalled["job_id"], stalled["stalled_count"], stalled["failed"]) == (victim.id, 1, 0)
     # A stall is not a failed attempt: the rerun is still the first attempt, with every retry left.
     assert (first["attempts_made"], first["retries_left"]) == (0, 2)
     assert (second["attempts_made"], second["retries_left"]) == (0, 2)
@@ -279,7 +280,7 @@ def test_stalled__sigkilled_workers_job_reruns_elsewhere_and_a_busy_workers_job_
     [busy_run] = runs(redis_client, "busy")
     assert busy_run["worker"] != first["worker"]
     assert values(redis_client, "busy:done") == [busy.id]
-    assert [event["jobId"] for event in read(redis_client, "stalls") if event["event"] == "stalled"] == [victim.id]
+    assert [event["job_id"] for event in read(redis_client, "stalls") if event["event"] == "stalled"] == [victim.id]
 
 
 def test_stalled__job_fails_after_max_stalled_count_stalls(redis_client: redis.Redis, workers: Workers) -> None:
@@ -299,11 +300,11 @@ def test_stalled__job_fails_after_max_stalled_count_stalls(redis_client: redis.R
     wait_for(lambda: handle.get_state() == "failed", 10, "the job to fail")
     failed_after = time.time() - killed_at
 
-    stalls = [(event["jobId"], event["stalledCount"], event["failed"])
+    stalls = [(event["job_id"], event["stalled_count"], event["failed"])
               for event in read(redis_client, "stalls") if event["event"] == "stalled"]
     reason = last_failure(handle.id, "stalls")
     print(f"stalled twice: failed {failed_after:.3f} s after the second SIGKILL: {reason}")
-    assert stalls == [(handle.id, "1", "0"), (handle.id, "2", "1")]
+    assert stalls == [(handle.id, 1, 0), (handle.id, 2, 1)]
     assert "stalled more than allowable limit" in reason
     assert redis_client.llen("doomed") == 2  # not run a third time
     assert get_queue("stalls").rq.failed_job_registry.get_job_ids() == [handle.id]

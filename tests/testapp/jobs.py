@@ -204,3 +204,28 @@ def report_progress(steps: list) -> str:
     for step in steps:
         running.update_progress(step)
     return "reported"
+
+
+# Queue management (tests/test_queue_management.py, tests/test_queues_command.py).
+
+
+@job("notifications", attempts=2, backoff=0)
+def fail_first_runs(key: str, failures: int) -> int:
+    """Record ``attempts_made`` of this run on ``key``; fail while the runs sharing ``key`` are ``failures`` or
+    fewer (so a job retried after its attempts ran out completes)."""
+    connection = get_connection()
+    running = current_job()
+    assert running is not None
+    connection.rpush(key, str(running.attempts_made))
+    if connection.incr(f"{key}:runs") <= failures:
+        raise RuntimeError(f"failing on purpose, run {connection.get(f'{key}:runs').decode()}")
+    return running.attempts_made
+
+
+# Events and metrics (tests/test_events.py).
+
+
+@job("email")
+def fail_on_email(reason: str) -> None:
+    """Raise ``RuntimeError(reason)``: a failing job of the "email" queue."""
+    raise RuntimeError(reason)

@@ -1,0 +1,66 @@
+"""Prometheus metrics: django-rq's collector (workers, RQ's job counts) extended with this app's queues.
+
+Serve them with ``queues.urls`` (``path("queues/", include("queues.urls"))`` → ``/queues/metrics``). As
+django-rq's own ``/metrics``, the page needs a staff session or ``Authorization: Bearer <RQ_API_TOKEN>``.
+
+- ``queues_jobs{queue, state}`` (gauge): waiting, prioritized, delayed, active, completed, failed, paused, as
+  ``Queue.get_job_counts()`` (O(1) per state).
+- ``queues_jobs_completed_total{queue}`` / ``queues_jobs_failed_total{queue}`` (counters): every job that
+  completed or failed for good, ever (the ``total`` of ``Queue.get_metrics``; retries are not failures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from .conf import get_config
+from .queue import Queue
+
+
+class QueuesCollector:
+    """Collects every queue's counts and totals when Prometheus scrapes (one round trip per queue)."""
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("queues_jobs", "Jobs per queue and state", labels=["queue", "state"])
+        completed = CounterMetricFamily("queues_jobs_completed", "Jobs completed", labels=["queue"])
+        failed = CounterMetricFamily("queues_jobs_failed", "Jobs failed for good (no attempts left)",
+                                     labels=["queue"])
+        for name in get_config().queues:
+            queue = Queue(name)
+            for state, count in queue.get_job_counts().items():
+                jobs.add_metric([name, state], count)
+            completed.add_metric([name], queue.get_metrics("completed", minutes=1)["total"])
+            failed.add_metric([name], queue.get_metrics("failed", minutes=1)["total"])
+        yield jobs
+        yield completed
+        yield failed
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueuesCollector())  # type: ignore[arg-type]
+    try:
+        from django_rq.contrib.prometheus import RQCollector
+    except ImportError:  # pragma: no cover - prometheus_client is a dependency, so django-rq has its collector
+        pass
+    else:
+        registry.register(RQCollector())  # type: ignore[no-untyped-call]
+    return registry
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The Prometheus exposition of this app's and django-rq's metrics (staff, or the RQ_API_TOKEN bearer)."""
+    from django_rq.stats_views import is_authorized
+
+    if not is_authorized(request):
+        return JsonResponse({"error": "Log in as staff, or send 'Authorization: Bearer <RQ_API_TOKEN>'."},
+                            status=401)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(_registry()), headers={"Content-Type": content_type})
