@@ -33,3 +33,7 @@ class JobRefused(QueuesError):
 
 class UnrecoverableError(QueuesError):
     """Raise it in a job to fail the job at once, without its remaining attempts (BullMQ's ``UnrecoverableError``)."""
+
+
+class QueueBusy(QueuesError):
+    """A destructive action refused because the queue has active jobs (``obliterate(force=True)`` overrides)."""

@@ -293,6 +293,25 @@ class Job:
         state = STATES.get(status.decode(), "unknown")
         return "prioritized" if state == "waiting" and priority and int(priority) > 0 else state
 
+    def retry(self) -> bool:
+        """Move this failed (or completed) job back to waiting, or prioritized, with its attempts reset.
+
+        Publishes ``waiting``. Returns False when the job is not failed or completed (waiting, active, gone).
+        """
+        from .maintenance import retry_job
+
+        return retry_job(self.rq_job.connection, self.queue_name, self.id)
+
+    def remove(self) -> bool:
+        """Remove this job and everything it left in Redis; publish ``removed``. False when it was gone already.
+
+        Raises:
+            QueueBusy: the job is running; remove it once it has ended.
+        """
+        from .maintenance import remove_job
+
+        return remove_job(self.rq_job.connection, self.queue_name, self.id)
+
 
 def current_job() -> Job | None:
     """The job running in this process (its id, name, data, attempts_made), or None outside a job."""

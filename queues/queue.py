@@ -16,6 +16,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import utcformat
 
+from . import maintenance
 from .conf import get_config, get_definition
 from .connection import get_connection
 from .events import publish
@@ -273,8 +274,10 @@ class Queue:
     def get_job_counts(self) -> dict[str, int]:
         """How many jobs are in each state, in one round trip, without listing any job.
 
-        ``paused`` counts the waiting and prioritized jobs a pause holds back (they are counted there too).
+        ``paused`` counts the waiting and prioritized jobs a pause holds back (they are counted there too), and
+        ``rate_limited`` those held back while :meth:`rate_limit` is in force or the ``limiter`` window is full.
         """
+        limit_max, limit_for = limiter_args(self.name)
         pipe = self.connection.pipeline(transaction=False)
         pipe.llen(self.keys.wait)
         pipe.zcard(self.keys.prioritized)
@@ -283,9 +286,13 @@ class Queue:
         pipe.zcard(self.rq.finished_job_registry.key)
         pipe.zcard(self.rq.failed_job_registry.key)
         pipe.exists(self.keys.paused)
-        waiting, prioritized, delayed, active, completed, failed, paused = pipe.execute()
+        pipe.exists(self.keys.rate_limited)
+        pipe.zcount(self.keys.limiter, f"({time.time() - limit_for:.6f}", "+inf")
+        waiting, prioritized, delayed, active, completed, failed, paused, limited, window = pipe.execute()
+        limited = limited or (limit_max and window >= limit_max)
         return {"waiting": waiting, "prioritized": prioritized, "delayed": delayed, "active": active,
-                "completed": completed, "failed": failed, "paused": (waiting + prioritized) if paused else 0}
+                "completed": completed, "failed": failed, "paused": (waiting + prioritized) if paused else 0,
+                "rate_limited": (waiting + prioritized) if limited else 0}
 
     def pause(self) -> None:
         """Stop every worker, on every host, from taking this queue's jobs; running jobs finish.
@@ -340,6 +347,74 @@ class Queue:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
             raise InvalidJobOptions(f"rate_limit takes a number of seconds > 0, not {seconds!r}.")
         self.connection.set(self.keys.rate_limited, "1", px=max(1, round(seconds * 1000)))
+
+    # --- management (queues.maintenance does the work) -------------------------------------------------------
+
+    def get_jobs(self, state: str, start: int = 0, end: int = -1) -> list[Job]:
+        """The jobs in ``state``, ranks ``start`` to ``end`` inclusive (BullMQ's ``getJobs``; -1 is the last).
+
+        ``state`` is waiting, prioritized, delayed, active, completed or failed. Waiting and prioritized jobs
+        come in the order workers take them, delayed ones by due time, completed and failed ones newest first.
+
+        Raises:
+            InvalidJobOptions: an unknown ``state``.
+        """
+        return maintenance.fetch_jobs(self.connection, maintenance.job_ids(self.connection, self.name, state,
+                                                                           start, end))
+
+    def get_failed(self, start: int = 0, end: int = -1) -> list[Job]:
+        """The failed jobs, newest first: ``get_jobs("failed", start, end)``."""
+        return self.get_jobs("failed", start, end)
+
+    def retry_jobs(self, state: str = "failed", count: int | None = None) -> int:
+        """Move up to ``count`` (None: all) failed (or completed) jobs back to waiting, oldest first.
+
+        Each job's attempts start again from zero and a ``waiting`` event is published for it. Returns how many
+        jobs were moved. Runs in batches of ``maintenance.BATCH``, so it never blocks Redis for long.
+
+        Raises:
+            InvalidJobOptions: ``state`` is not "failed" or "completed", or ``count`` is negative.
+        """
+        return maintenance.retry_jobs(self.connection, self.name, state, count)
+
+    def remove_job(self, job_id: str) -> bool:
+        """Remove a job of this queue and everything it left in Redis; publish ``removed``.
+
+        Returns False when this queue has no job with that id.
+
+        Raises:
+            QueueBusy: the job is running; remove it once it has ended.
+        """
+        return maintenance.remove_job(self.connection, self.name, job_id)
+
+    def clean(self, grace: float | timedelta, limit: int | None = 1000, state: str = "completed") -> list[str]:
+        """Remove up to ``limit`` jobs in ``state`` older than ``grace`` seconds; return their ids (BullMQ).
+
+        ``state``: completed, failed, delayed, waiting or prioritized. Age counts from when the job ended, else
+        started, else was added. ``limit`` None or 0 removes every such job. Publishes one ``cleaned`` event.
+
+        Raises:
+            InvalidJobOptions: an unknown ``state``, or a negative ``grace`` or ``limit``.
+        """
+        return maintenance.clean(self.connection, self.name, grace, limit, state)
+
+    def drain(self, include_delayed: bool = False) -> int:  # noqa: FBT001,FBT002 - BullMQ's drain(delayed)
+        """Remove every waiting and prioritized job (and delayed ones with ``include_delayed``); return how many.
+
+        Active, completed and failed jobs stay. Publishes ``drained``.
+        """
+        return maintenance.drain(self.connection, self.name, include_delayed=include_delayed)
+
+    def obliterate(self, force: bool = False) -> int:  # noqa: FBT001,FBT002 - BullMQ's obliterate({force})
+        """Remove this queue from Redis with every job and key of it; return the number of jobs removed.
+
+        The queue is paused first, so no worker takes a job meanwhile; afterwards it is a new, empty queue.
+
+        Raises:
+            QueueBusy: jobs are active and ``force`` is not set (nothing is removed). With ``force``, a job that
+                is still running is removed, but its worker writes its outcome back when it ends.
+        """
+        return maintenance.obliterate(self.connection, self.name, force=force)
 
 
 def get_queue(name: str) -> Queue:

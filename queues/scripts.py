@@ -17,6 +17,7 @@ Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq
   these scripts in the same step as the change each event reports.
 - ``rq:metrics:<q>:completed`` / ``rq:metrics:<q>:failed``: hashes of jobs per epoch minute, plus ``total``;
   minutes past ``QUEUES_METRICS_MINUTES`` are dropped by the FINISH script.
+- ``rq:dashboard:backlog:<q>``: waiting-count samples the coming admin dashboard keeps (obliterate removes it).
 
 ``rq:scheduled:<q>`` is RQ's scheduled registry, scored here to the microsecond (RQ scores whole
 seconds): the worker promotes due jobs itself, inside the same script that takes the next job.
@@ -238,6 +239,7 @@ class QueueKeys:
     events: str
     metrics_completed: str
     metrics_failed: str
+    backlog: str
 
     @classmethod
     def of(cls, name: str) -> QueueKeys:
@@ -253,6 +255,7 @@ class QueueKeys:
             events=f"rq:events:{name}",
             metrics_completed=f"rq:metrics:{name}:completed",
             metrics_failed=f"rq:metrics:{name}:failed",
+            backlog=f"rq:dashboard:backlog:{name}",
         )
 
     def for_dequeue(self) -> list[str]:

@@ -212,7 +212,8 @@ def test_unrecoverable_error__fails_the_job_after_one_run_whatever_attempts_are_
     assert "UnrecoverableError: this job can never succeed" in last_failure(handle.id, "notifications")
     assert redis_client.zrange("rq:failed:notifications", 0, -1) == [handle.id.encode()]
     assert get_queue("notifications").get_job_counts() == {
-        "waiting": 0, "prioritized": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 1, "paused": 0}
+        "waiting": 0, "prioritized": 0, "delayed": 0, "active": 0, "completed": 0, "failed": 1,
+        "paused": 0, "rate_limited": 0}
 
 
 def test_permanent_errors__listed_error_fails_at_once_and_others_retry(redis_client: redis.Redis) -> None:
@@ -315,7 +316,8 @@ def test_delay__delayed_job_with_a_priority_joins_its_band_when_due(redis_client
     add("p2 second", priority=2)
     assert delayed_p2.get_state() == delayed_none.get_state() == "delayed"
     assert queue.get_job_counts() == {
-        "waiting": 0, "prioritized": 4, "delayed": 2, "active": 0, "completed": 0, "failed": 0, "paused": 0}
+        "waiting": 0, "prioritized": 4, "delayed": 2, "active": 0, "completed": 0, "failed": 0,
+        "paused": 0, "rate_limited": 0}
 
     wait_for(lambda: time.time() > redis_client.zrange("rq:scheduled:email", -1, -1, withscores=True)[0][1],
              5, "the delayed jobs to fall due")
@@ -343,7 +345,8 @@ def test_priority__one_worker_takes_no_priority_first_then_by_band_fifo_within(r
     """Run 20 jobs of mixed priorities in BullMQ's order: no priority first (FIFO), then 1, 2, 3 ... FIFO in each."""
     handles = add_mixed_priorities(jobs.record, key="order")
     assert get_queue("email").get_job_counts() == {
-        "waiting": 6, "prioritized": 14, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "paused": 0}
+        "waiting": 6, "prioritized": 14, "delayed": 0, "active": 0, "completed": 0, "failed": 0,
+        "paused": 0, "rate_limited": 0}
     assert [h.get_state() for h in handles[:3]] == ["prioritized", "waiting", "prioritized"]
 
     run_burst("email")
@@ -626,7 +629,8 @@ def test_on_commit__delayed_prioritized_and_bulk_jobs_are_written_at_commit(redi
     assert [waiting.get_state(), delayed.get_state(), prioritized.get_state()] == ["waiting", "delayed", "prioritized"]
     assert [h.get_state() for h in bulk] == ["waiting", "prioritized"]
     assert queue.get_job_counts() == {
-        "waiting": 2, "prioritized": 2, "delayed": 1, "active": 0, "completed": 0, "failed": 0, "paused": 0}
+        "waiting": 2, "prioritized": 2, "delayed": 1, "active": 0, "completed": 0, "failed": 0,
+        "paused": 0, "rate_limited": 0}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -647,7 +651,8 @@ def test_on_commit__rollback_writes_nothing(redis_client: redis.Redis) -> None:
             queue.add(jobs.record, {"key": "k", "value": "savepoint"}, delay=60)
             raise Rollback
     assert queue.get_job_counts() == {
-        "waiting": 0, "prioritized": 1, "delayed": 0, "active": 0, "completed": 0, "failed": 0, "paused": 0}
+        "waiting": 0, "prioritized": 1, "delayed": 0, "active": 0, "completed": 0, "failed": 0,
+        "paused": 0, "rate_limited": 0}
     assert kept.get_state() == "prioritized"
     assert queue.get_job("rolled-back") is None
 
@@ -683,7 +688,8 @@ def test_add_bulk__a_hundred_jobs_with_their_own_options_in_one_script_call(redi
     assert "eval" not in calls and "multi" not in calls and calls.get("script|load", 0) <= 1
     assert [h.id for h in handles] == [f"bulk-{n}" for n in range(100)]
     assert queue.get_job_counts() == {
-        "waiting": 1 + 50, "prioritized": 25, "delayed": 25, "active": 0, "completed": 0, "failed": 0, "paused": 0}
+        "waiting": 1 + 50, "prioritized": 25, "delayed": 25, "active": 0, "completed": 0, "failed": 0,
+        "paused": 0, "rate_limited": 0}
     for n, handle in enumerate(handles):
         fields = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"rq:job:bulk-{n}").items() if k != b"data"}
         assert handle.data == {"a": n, "b": 1}
@@ -749,7 +755,8 @@ def test_get_job_counts__counts_every_state(redis_client: redis.Redis) -> None:
     queue.add(jobs.add, {"a": 3}, attempts=1)  # a TypeError: fails
     run_burst("email")
     assert queue.get_job_counts() == {
-        "waiting": 0, "prioritized": 0, "delayed": 0, "active": 0, "completed": 2, "failed": 1, "paused": 0}
+        "waiting": 0, "prioritized": 0, "delayed": 0, "active": 0, "completed": 2, "failed": 1,
+        "paused": 0, "rate_limited": 0}
 
     with listening_worker(redis_client, "email") as proc:
         active = queue.add(jobs.slow, {"key": "trace", "seconds": 1.5})
@@ -766,8 +773,9 @@ def test_get_job_counts__counts_every_state(redis_client: redis.Redis) -> None:
 
     assert code == 0, out
     assert counts == {"waiting": 2, "prioritized": 3, "delayed": 1, "active": 1, "completed": 2, "failed": 1,
-                      "paused": 0}
+                      "paused": 0, "rate_limited": 0}
     assert state == "active"
     assert delayed.get_state() == "delayed"
     assert queue.get_job_counts() == {
-        "waiting": 2, "prioritized": 3, "delayed": 1, "active": 0, "completed": 3, "failed": 1, "paused": 0}
+        "waiting": 2, "prioritized": 3, "delayed": 1, "active": 0, "completed": 3, "failed": 1,
+        "paused": 0, "rate_limited": 0}
