@@ -28,6 +28,7 @@ logger = logging.getLogger("queues.jobs")
 PROGRESS_MAX_BYTES = 1024
 EVENT_RETURN_VALUE_MAX_BYTES = 16 * 1024  # a larger return value is left out of the `completed` event
 FAILED_REASON_MAX_CHARS = 1000
+ENDED = frozenset({"finished", "failed", "stopped", "canceled"})  # RQ statuses after the last run
 # RQ status → BullMQ state (Job.getState()).
 STATES = {
     "created": "waiting",
@@ -155,7 +156,7 @@ class RQJob(BaseRQJob):
             pipeline.zrem(self.failed_job_registry.key, self.id)
         self._finish(pipeline, "failed", self.failed_job_registry.key, trim=self.failure_ttl != 0,
                      keep=self.keep_failed, fields=["failed_reason", self.failed_reason(exc_string),
-                                                    "attempts_made", Job(self).attempts_made + 1, "prev", "active"])
+                                                    "attempts_made", Job(self).attempts_made, "prev", "active"])
 
     @property
     def func(self) -> Callable[..., Any] | None:
@@ -242,7 +243,8 @@ class Job:
 
     @property
     def attempts_made(self) -> int:
-        """Runs that failed before this one (0 during the first run), as BullMQ's ``attemptsMade``.
+        """Runs made, as BullMQ's ``attemptsMade``: while waiting or running, the runs that failed before (0
+        during the first run); once completed or failed, every run including the last.
 
         RQ counts a retry after an exception only by decrementing ``retries_left`` (its
         ``number_of_retries`` counts only jobs that return ``rq.Retry``). ``add()`` passes one interval
@@ -254,7 +256,7 @@ class Job:
         intervals = rq_job.retry_intervals
         if rq_job.retries_left is not None and isinstance(intervals, list):
             made += max(len(intervals) - rq_job.retries_left, 0)
-        return made
+        return made + (1 if rq_job.get_status(refresh=False) in ENDED else 0)
 
     @property
     def progress(self) -> Any:

@@ -163,7 +163,7 @@ class WorkerMixin:
         super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
         handle = Job(job)
         jobs_logger.info("job completed id=%s name=%s queue=%s attempt=%d", job.id, handle.name, job.origin,
-                         handle.attempts_made + 1)
+                         handle.attempts_made)
         send(job_completed, handle, return_value=job._result)
 
     def cleanup_execution(self, job: RQJob, pipeline: Any, execution: Any = None) -> None:
@@ -195,14 +195,13 @@ class WorkerMixin:
         retrying = job.should_retry and self._stopped_job_id != job.id  # type: ignore[attr-defined]
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)  # type: ignore[misc]
         handle = Job(job)
-        attempts_made = handle.attempts_made  # after a retry was scheduled, this counts the run that just failed
+        attempts_made = handle.attempts_made  # the run that just failed included
         reason = job.failed_reason(exc_string)
         if retrying:
             jobs_logger.warning("job retrying id=%s name=%s queue=%s attempt=%d error=%s: retry in %.3f s", job.id,
                                 handle.name, job.origin, attempts_made, reason, job.retry_wait)
             send(job_retrying, handle, error=job.last_error, attempts_made=attempts_made)
         else:
-            attempts_made += 1
             jobs_logger.error("job failed id=%s name=%s queue=%s attempt=%d error=%s", job.id, handle.name,
                               job.origin, attempts_made, reason)
             send(job_failed, handle, error=job.last_error, attempts_made=attempts_made)

@@ -27,7 +27,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer, PickleSerializer
 
 from queues import get_queue
-from queues.worker import Worker
+from queues.worker import SimpleWorker, Worker
 from tests.conftest import run_manage
 from tests.helpers import last_failure, signals_restored, values, wait_for, worker_process
 from tests.testapp import jobs
@@ -251,3 +251,20 @@ def test_worker__unknown_queue_exits_non_zero_naming_it(redis_client: redis.Redi
     # the queue and the defined ones either way.
     assert re.search(r"[Qq]ueue 'nope' is not defined.*QUEUES.*\(defined: email, notifications, ", result.stderr)
     assert redis_client.keys("rq:worker*") == []
+
+
+def test_worker__attempts_made_counts_every_run_once_the_job_has_ended() -> None:
+    """Report BullMQ's attemptsMade on ended jobs: every run, the last included (2 and 2 here), and during a wait
+    the runs that failed before (1)."""
+    queue = get_queue("notifications")
+    completes = queue.add(jobs.fail_then_record, {"key": "runs", "failures": 1}, attempts=3, backoff=0)
+    fails = queue.add(jobs.fail_then_record, {"key": "runs", "failures": 5}, attempts=2, backoff=60)
+    with signals_restored():
+        SimpleWorker(["notifications"]).work(burst=True)
+    waiting = queue.get_job(fails.id)
+    assert (waiting.get_state(), waiting.attempts_made) == ("delayed", 1)  # its retry waits 60 s
+    queue.connection.zadd("rq:scheduled:notifications", {fails.id: 0})  # due now
+    with signals_restored():
+        SimpleWorker(["notifications"]).work(burst=True)
+    assert (queue.get_job(completes.id).get_state(), queue.get_job(completes.id).attempts_made) == ("completed", 2)
+    assert (queue.get_job(fails.id).get_state(), queue.get_job(fails.id).attempts_made) == ("failed", 2)
