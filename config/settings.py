@@ -226,3 +226,6 @@ QUEUES = {
 # make its rqworker / rqworker-pool commands run this app's worker class (JSON only).
 RQ_QUEUES = RQQueues()
 RQ = {"WORKER_CLASS": "queues.worker.Worker", "JOB_CLASS": "queues.job.RQJob"}
+# django-rq's pages are mounted at admin/django-rq/ behind the queues permissions (config/urls.py), not as
+# its own admin entry, where any staff user could delete and requeue jobs.
+RQ_SHOW_ADMIN_LINK = False

@@ -68,3 +68,17 @@ def check_django_rq(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
             id="queues.E009",
         ))
     return messages
+
+
+@checks.register("queues")
+def check_django_rq_admin(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """django-rq's own admin entry lets every staff user delete and requeue jobs: warn while it is on."""
+    if "django_rq" in settings.INSTALLED_APPS and getattr(settings, "RQ_SHOW_ADMIN_LINK", True):
+        return [checks.Warning(
+            "django-rq registers its pages in the admin for every staff user, who can then delete, requeue and "
+            "stop jobs without the queues.manage permission.",
+            hint="Set RQ_SHOW_ADMIN_LINK = False and mount path('admin/django-rq/', include('queues.rq_pages')), "
+                 "which asks for queues.view_queue to read and queues.manage to act.",
+            id="queues.W001",
+        )]
+    return []

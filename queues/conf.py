@@ -36,6 +36,7 @@ REDIS_KEYS = (
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_EVENTS_MAX_LENGTH = 10_000
 DEFAULT_METRICS_MINUTES = 24 * 60
+DEFAULT_DASHBOARD_REFRESH = 5.0
 JSON_SERIALIZER = "rq.serializers.JSONSerializer"
 QUEUE_CLASS = "queues.queue.RQQueue"
 
@@ -77,6 +78,7 @@ class Config:
     shutdown_grace: float | None = DEFAULT_SHUTDOWN_GRACE
     events_max_length: int = DEFAULT_EVENTS_MAX_LENGTH  # per queue stream, approximate; 0: no events
     metrics_minutes: int = DEFAULT_METRICS_MINUTES  # per-minute counts kept; 0: no metrics
+    dashboard_refresh: float = DEFAULT_DASHBOARD_REFRESH  # seconds between the admin dashboard's live refreshes
     problems: tuple[Problem, ...] = ()
 
 
@@ -229,9 +231,14 @@ def load_config() -> Config:
     metrics_minutes = _whole_number_setting(
         "QUEUES_METRICS_MINUTES", DEFAULT_METRICS_MINUTES, problems,
         "Use a whole number ≥ 0 of minutes of per-minute counts to keep (default 1440, a day); 0 keeps none.")
+    refresh = getattr(settings, "QUEUES_DASHBOARD_REFRESH", DEFAULT_DASHBOARD_REFRESH)
+    if not _positive_number(refresh):
+        problems.append(Problem("E013", f"QUEUES_DASHBOARD_REFRESH is {refresh!r}.",
+                                "Use seconds > 0 between the admin dashboard's live refreshes (default 5)."))
+        refresh = DEFAULT_DASHBOARD_REFRESH
     return Config(queues=queues, redis=dict(redis) if isinstance(redis, Mapping) else {},
                   max_payload_bytes=max_bytes, shutdown_grace=grace, events_max_length=events_max_length,
-                  metrics_minutes=metrics_minutes, problems=tuple(problems))
+                  metrics_minutes=metrics_minutes, dashboard_refresh=float(refresh), problems=tuple(problems))
 
 
 def _whole_number_setting(name: str, default: int, problems: list[Problem], hint: str) -> int:

@@ -17,7 +17,7 @@ Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq
   these scripts in the same step as the change each event reports.
 - ``rq:metrics:<q>:completed`` / ``rq:metrics:<q>:failed``: hashes of jobs per epoch minute, plus ``total``;
   minutes past ``QUEUES_METRICS_MINUTES`` are dropped by the FINISH script.
-- ``rq:dashboard:backlog:<q>``: waiting-count samples the coming admin dashboard keeps (obliterate removes it).
+- ``rq:dashboard:backlog:<q>``: the admin dashboard's waiting-count samples (see ``queues.dashboard``).
 
 ``rq:scheduled:<q>`` is RQ's scheduled registry, scored here to the microsecond (RQ scores whole
 seconds): the worker promotes due jobs itself, inside the same script that takes the next job.

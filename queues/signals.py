@@ -36,7 +36,7 @@ job_retrying = Signal()
 job_stalled = Signal()
 
 WATCHED = {"QUEUES", "QUEUES_REDIS", "QUEUES_MAX_PAYLOAD_BYTES", "QUEUES_SHUTDOWN_GRACE", "QUEUES_EVENTS_MAX_LENGTH",
-           "QUEUES_METRICS_MINUTES"}
+           "QUEUES_METRICS_MINUTES", "QUEUES_DASHBOARD_REFRESH"}
 
 
 @receiver(setting_changed)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import psutil
 import redis
+from django.test import Client
 from rq.results import Result
 
 from queues import get_queue
@@ -82,3 +83,14 @@ def last_failure(job_id: str, queue: str = "email") -> str:
     assert result is not None, f"job {job_id} has no result"
     assert result.type == Result.Type.FAILED, result.type
     return result.exc_string or ""
+
+
+def staff_client(username: str, *codenames: str) -> Client:
+    """A test client logged in as a new staff user holding the ``queues`` permissions ``codenames``."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="queues", codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client

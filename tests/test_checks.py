@@ -49,6 +49,7 @@ def test_checks__project_settings_pass() -> None:
         ({"QUEUES_EVENTS_MAX_LENGTH": -1}, "queues.E013"),
         ({"QUEUES_EVENTS_MAX_LENGTH": "10000"}, "queues.E013"),
         ({"QUEUES_METRICS_MINUTES": 1.5}, "queues.E013"),
+        ({"QUEUES_DASHBOARD_REFRESH": 0}, "queues.E013"),
         ({"RQ_QUEUES": {}}, "queues.E007"),
         ({"RQ": {}}, "queues.E009"),
         ({"RQ": {"WORKER_CLASS": "rq.worker.SimpleWorker"}}, "queues.E009"),

@@ -1,0 +1,439 @@
+"""The admin dashboard through Django's test client: who may see and do what, what the pages show, and what
+each action does in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
+from django.urls import reverse
+from django_rq.settings import get_queues_map
+
+from config.redis_server import RedisServer
+from queues import get_queue
+from queues.conf import get_config
+from queues.dashboard import backlog_key, chart, connection_label, health_marks
+from queues.worker import SimpleWorker
+from tests.helpers import signals_restored, wait_for, worker_process
+from tests.helpers import staff_client as staff
+from tests.testapp.jobs import add, fail_with, note, slow
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DASHBOARD = "/admin/queues/queue/"
+STATS = DASHBOARD + "_stats/"
+
+
+def queue_url(name: str) -> str:
+    return reverse("admin:queues_queue_queue", args=[name])
+
+
+def action_url(name: str, action: str) -> str:
+    return reverse("admin:queues_queue_action", args=[name, action])
+
+
+@pytest.fixture
+def viewer() -> Client:
+    return staff("viewer", "view_queue")
+
+
+@pytest.fixture
+def manager() -> Client:
+    return staff("manager", "view_queue", "manage")
+
+
+def run_burst(*queues: str) -> None:
+    with signals_restored():
+        SimpleWorker(list(queues)).work(burst=True)
+
+
+def page(response) -> str:
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def flashed(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+def test_dashboard__listed_on_the_admin_index(admin_client: Client) -> None:
+    """Show "Queues" on the admin index, linking to the dashboard."""
+    index = page(admin_client.get("/admin/"))
+    assert f'<a href="{DASHBOARD}"' in index
+    assert ">Queues</a>" in index
+
+
+def test_dashboard__anonymous_users_go_to_login(client: Client) -> None:
+    """Send anonymous users to the admin login page from every page, the JSON and the actions."""
+    for url in (DASHBOARD, STATS, queue_url("email")):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/?next=")
+    response = client.post(action_url("email", "pause"))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert not get_queue("email").is_paused()
+
+
+def test_dashboard__staff_without_the_permission_is_refused() -> None:
+    """Refuse staff who have neither queues permission, and keep "Queues" off their admin index."""
+    nobody = staff("nobody")
+    for url in (DASHBOARD, STATS, queue_url("email")):
+        assert nobody.get(url).status_code == 403
+    assert f'href="{DASHBOARD}"' not in page(nobody.get("/admin/"))
+
+
+def test_dashboard__every_queue_with_its_counts(manager: Client) -> None:
+    """List every configured queue with its counts, workers, concurrency and limiter, as get_job_counts says."""
+    email = get_queue("email")
+    for n in range(3):
+        email.add(add, {"a": n, "b": 1})
+    email.add(add, {"a": 9, "b": 9}, priority=3)
+    email.add(add, {"a": 9, "b": 9}, delay=3600)
+    notifications = get_queue("notifications")
+    notifications.add(note, {"key": "k", "value": "v"})
+    notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    run_burst("notifications")
+
+    response = manager.get(DASHBOARD)
+    html = page(response)
+
+    rows = {q.name: q for q in response.context["queues"]}
+    assert list(rows) == list(get_config().queues)
+    assert rows["email"].counts == {**email.get_job_counts(), "rate_limited": 0} | {"waiting": 3, "prioritized": 1,
+                                                                                    "delayed": 1}
+    assert (rows["notifications"].counts["completed"], rows["notifications"].counts["failed"]) == (1, 1)
+    assert rows["notifications"].completed.per_minute[-1] == 1
+    assert rows["notifications"].failed.per_minute[-1] == 1
+    assert rows["email"].workers == 0
+    assert "no worker" in rows["email"].health
+    assert "failures rising" in rows["notifications"].health
+    assert rows["limited"].limiter == "10 per 1 s"
+    assert rows["pool"].concurrency == 3
+    for name in get_config().queues:
+        assert f'<tr data-queue="{name}">' in html
+        assert f'href="{queue_url(name)}"' in html
+    assert '<td class="queues-num" data-count="waiting">3</td>' in html
+    assert '<rect class="queues-chart-failed" x="59"' in html
+    assert f"Redis <code>127.0.0.1:{get_config().redis['URL'].rsplit(':', 1)[1]}</code>" in html
+
+
+def test_dashboard__counts_workers_serving_each_queue(admin_client: Client) -> None:
+    """Count the live workers serving a queue, and drop the "no worker" mark while one runs."""
+    with worker_process("rqworker", "email") as proc:
+        wait_for(lambda: admin_client.get(STATS).json()["queues"][0]["workers"] == 1, 30, "the worker to register",
+                 proc)
+        stats = {q["name"]: q for q in admin_client.get(STATS).json()["queues"]}
+        assert "no worker" not in stats["email"]["health"]
+        assert stats["notifications"]["workers"] == 0
+        assert "no worker" in stats["notifications"]["health"]
+
+
+def test_dashboard__json_for_the_live_refresh(viewer: Client) -> None:
+    """Serve every queue's numbers and drawn cells as JSON, or one queue's with its active jobs' progress."""
+    get_queue("email").add(add, {"a": 1, "b": 2})
+    response = viewer.get(STATS)
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("max-age=0")
+    data = response.json()
+    assert [q["name"] for q in data["queues"]] == list(get_config().queues)
+    email = data["queues"][0]
+    assert email["counts"] == {**get_queue("email").get_job_counts(), "rate_limited": 0}
+    assert len(email["completed"]["per_minute"]) == 60
+    assert "<svg" in email["html"]["chart"]
+    assert "no worker" in email["html"]["health"]
+
+    one = viewer.get(STATS, {"queue": "email"}).json()
+    assert [q["name"] for q in one["queues"]] == ["email"]
+    assert one["progress"] == {}
+    assert viewer.get(STATS, {"queue": "nope"}).status_code == 404
+
+
+def test_dashboard__view_only_staff_see_no_action_buttons(viewer: Client, manager: Client) -> None:
+    """Show the action buttons to managers only; view-only staff see the same numbers."""
+    get_queue("notifications").add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    run_burst("notifications")
+    for url in (DASHBOARD, queue_url("notifications") + "?state=failed"):
+        assert "data-action=" not in page(viewer.get(url))
+        assert "<form" not in page(viewer.get(url)).split('id="content-main"')[1]
+        managed = page(manager.get(url))
+        assert 'data-action="pause"' in managed
+    managed = page(manager.get(queue_url("notifications") + "?state=failed"))
+    for action in ("retry", "retry-all", "clean", "drain", "pause", "resume"):
+        assert f'data-action="{action}"' in managed
+
+
+def test_dashboard__actions_refused_without_manage(viewer: Client) -> None:
+    """Refuse every action with 403 to staff who may only view, and change nothing."""
+    email = get_queue("email")
+    email.add(add, {"a": 1, "b": 2})
+    for action, data in (("pause", {}), ("resume", {}), ("retry", {}), ("drain", {"confirm": "yes"}),
+                         ("clean", {"state": "waiting", "age": 0, "unit": "seconds", "limit": 10, "confirm": "yes"})):
+        assert viewer.post(action_url("email", action), data).status_code == 403, action
+    assert not email.is_paused()
+    assert email.get_job_counts()["waiting"] == 1
+
+
+def test_dashboard__actions_refuse_get(manager: Client) -> None:
+    """Answer 405 to a GET on any action, even for a manager, and change nothing."""
+    for action in ("pause", "resume", "retry", "clean", "drain"):
+        response = manager.get(action_url("email", action))
+        assert response.status_code == 405, action
+        assert response["Allow"] == "POST"
+    assert not get_queue("email").is_paused()
+
+
+def test_dashboard__actions_need_the_csrf_token() -> None:
+    """Refuse a POST without the CSRF token."""
+    user = User.objects.create_user("csrf", password="pw", is_staff=True, is_superuser=True)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(action_url("email", "pause")).status_code == 403
+    assert not get_queue("email").is_paused()
+
+
+def test_dashboard__unknown_queue_or_action_is_404(manager: Client) -> None:
+    """Answer 404 for a queue not in QUEUES, and for an action that does not exist."""
+    assert manager.get(queue_url("nope")).status_code == 404
+    assert manager.post(action_url("nope", "pause")).status_code == 404
+    assert manager.post(action_url("email", "obliterate")).status_code == 404
+
+
+@pytest.fixture
+def acl_user(redis_client: redis.Redis) -> Iterator[tuple[str, str]]:
+    """A user with a password on the session's server (its default user stays open for the other tests)."""
+    user, password = "dashboard", "s3cret-Pa55word"
+    redis_client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+                             commands=["+@all"])
+    try:
+        yield user, password
+    finally:
+        redis_client.acl_deluser(user)
+
+
+def test_dashboard__never_shows_the_password(admin_client: Client, redis_server: RedisServer,
+                                             acl_user: tuple[str, str]) -> None:
+    """Show host:port/db but never the Redis user's password, with the password right, wrong, or in a URL."""
+    user, password = acl_user
+    get_queue("email").add(add, {"a": 1, "b": 2})
+    forms = [
+        {"URL": f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0"},
+        {"HOST": "127.0.0.1", "PORT": redis_server.port, "USERNAME": user, "PASSWORD": password},
+    ]
+    for config in forms:
+        with override_settings(QUEUES_REDIS=config):
+            for url in (DASHBOARD, queue_url("email"), STATS):
+                html = page(admin_client.get(url))
+                assert password not in html
+                assert f"127.0.0.1:{redis_server.port}/0" in html or url == STATS
+            assert '<td class="queues-num" data-count="waiting">1</td>' in page(admin_client.get(DASHBOARD))
+    wrong = password + "-wrong"
+    with override_settings(QUEUES_REDIS={"URL": f"redis://{user}:{wrong}@127.0.0.1:{redis_server.port}/0",
+                                         "RETRIES": 0}):
+        html = page(admin_client.get(DASHBOARD))
+        assert f"Redis at 127.0.0.1:{redis_server.port}/0 could not be reached" in html
+        assert "AuthenticationError" in html
+        assert wrong not in html and password not in html
+        response = admin_client.get(STATS)
+        assert response.status_code == 503
+        assert wrong not in response.content.decode()
+
+
+def test_dashboard__queue_page_lists_jobs_by_state(manager: Client) -> None:
+    """List failed jobs with their error and traceback, delayed ones with when due, prioritized ones with their
+    priority; link each to django-rq's job page."""
+    email, notifications = get_queue("email"), get_queue("notifications")
+    failed = notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    run_burst("notifications")
+    delayed = email.add(add, {"a": 1, "b": 2}, delay=3600)
+    prioritized = email.add(add, {"a": 1, "b": 2}, priority=7)
+
+    html = page(manager.get(queue_url("notifications"), {"state": "failed"}))
+    assert "RuntimeError: this may succeed next time" in html
+    assert "<summary>Traceback</summary>" in html
+    assert "Traceback (most recent call last)" in html
+    job_url = reverse("django_rq:job_detail", args=[get_queues_map()["notifications"], failed.id])
+    assert f'<a href="{job_url}">{failed.id}</a>' in html
+    assert manager.get(job_url).status_code == 200  # staff may open django-rq's page of the job
+
+    html = page(manager.get(queue_url("email"), {"state": "delayed"}))
+    assert f"{delayed.id}</a>" in html
+    due = datetime.fromtimestamp(get_queue("email").connection.zscore("rq:scheduled:email", delayed.id), UTC)
+    assert f'<time datetime="{due.isoformat()}">{due:%Y-%m-%d %H:%M:%S}</time> (59\xa0minutes from now)' in html
+    html = page(manager.get(queue_url("email"), {"state": "prioritized"}))
+    assert f"{prioritized.id}</a>" in html
+    assert '<td class="queues-num">7</td>' in html
+
+
+def test_dashboard__queue_page_is_paginated(viewer: Client) -> None:
+    """List one page of 20 jobs at most, with links to the next pages."""
+    email = get_queue("email")
+    jobs = email.add_bulk([{"job": add, "data": {"a": n, "b": 0}} for n in range(45)])
+    first = page(viewer.get(queue_url("email"), {"state": "waiting"}))
+    assert first.count("<tr data-job=") == 20
+    assert "page 1 of 3 (45 waiting jobs)" in first
+    assert f"{jobs[0].id}</a>" in first and f"{jobs[20].id}</a>" not in first
+    last = page(viewer.get(queue_url("email"), {"state": "waiting", "page": 3}))
+    assert last.count("<tr data-job=") == 5
+    assert f"{jobs[44].id}</a>" in last
+    assert page(viewer.get(queue_url("email"), {"state": "waiting", "page": 99})).count("<tr data-job=") == 5
+
+
+def test_dashboard__active_jobs_show_their_progress(viewer: Client, redis_client: redis.Redis) -> None:
+    """Show a running job's progress as a bar, and serve it to the live refresh."""
+    handle = get_queue("email").add(slow, {"key": "slow", "seconds": 20})
+    with worker_process("rqworker", "email") as proc:
+        wait_for(lambda: redis_client.lrange("slow", 0, -1) == [b"started"], 30, "the job to start", proc)
+        handle.update_progress(40)
+        html = page(viewer.get(queue_url("email")))
+        assert f'<tr data-job="{handle.id}">' in html
+        assert '<progress max="100" value="40">' in html
+        assert viewer.get(STATS, {"queue": "email"}).json()["progress"] == {handle.id: 40}
+        proc.kill()
+
+
+def test_dashboard__pause_and_resume(manager: Client) -> None:
+    """Pause and resume a queue, and come back to the page with a success message."""
+    email = get_queue("email")
+    response = manager.post(action_url("email", "pause"), {"next": DASHBOARD}, follow=True)
+    assert response.redirect_chain == [(DASHBOARD, 302)]
+    assert email.is_paused()
+    assert any("paused" in m for m in flashed(response))
+    response = manager.post(action_url("email", "resume"), follow=True)
+    assert response.redirect_chain == [(queue_url("email"), 302)]
+    assert not email.is_paused()
+    assert "Queue “email” resumed." in flashed(response)
+    response = manager.post(action_url("email", "pause"), {"next": "https://elsewhere.example/"})
+    assert response["Location"] == queue_url("email")
+
+
+def test_dashboard__retry_one_and_all_failed(manager: Client) -> None:
+    """Retry one failed job, then all the others: they go back to waiting and run again."""
+    notifications = get_queue("notifications")
+    jobs = [notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1) for _ in range(3)]
+    run_burst("notifications")
+    assert notifications.get_job_counts()["failed"] == 3
+
+    response = manager.post(action_url("notifications", "retry"), {"job_id": jobs[0].id}, follow=True)
+    assert f"Job {jobs[0].id} moved back to waiting." in flashed(response)
+    assert jobs[0].get_state() == "waiting"
+    assert notifications.get_job_counts()["failed"] == 2
+
+    response = manager.post(action_url("notifications", "retry"), follow=True)
+    assert "2 failed job(s) of “notifications” moved back to waiting." in flashed(response)
+    assert [job.get_state() for job in jobs] == ["waiting"] * 3
+
+    response = manager.post(action_url("notifications", "retry"), {"job_id": jobs[0].id}, follow=True)
+    assert f"Job {jobs[0].id} is waiting: only failed or completed jobs can be retried." in flashed(response)
+    response = manager.post(action_url("notifications", "retry"), {"job_id": "no-such-job"}, follow=True)
+    assert "Job no-such-job is not in queue “notifications” any more." in flashed(response)
+
+
+def test_dashboard__clean_asks_first_then_removes_old_jobs(manager: Client, redis_client: redis.Redis) -> None:
+    """Ask for confirmation before cleaning; on "yes", remove the completed jobs older than the age given."""
+    email = get_queue("email")
+    jobs = [email.add(add, {"a": n, "b": 1}) for n in range(3)]
+    run_burst("email")
+    assert email.get_job_counts()["completed"] == 3
+    form = {"state": "completed", "age": 0, "unit": "seconds", "limit": 2}
+
+    response = manager.post(action_url("email", "clean"), form)
+    html = page(response)
+    assert "Remove up to 2 of the 3 completed job(s) of “email” that are older than 0 seconds?" in html
+    assert '<input type="hidden" name="confirm" value="yes">' in html
+    assert email.get_job_counts()["completed"] == 3
+
+    response = manager.post(action_url("email", "clean"), {**form, "confirm": "yes"}, follow=True)
+    assert "Removed 2 completed job(s) older than 0 seconds from “email”." in flashed(response)
+    assert email.get_job_counts()["completed"] == 1
+    assert sum(redis_client.exists(f"rq:job:{job.id}") for job in jobs) == 1
+
+    response = manager.post(action_url("email", "clean"), {**form, "age": 1, "unit": "days", "confirm": "yes"},
+                            follow=True)
+    assert "Removed 0 completed job(s) older than 1 day from “email”." in flashed(response)
+    response = manager.post(action_url("email", "clean"), {**form, "state": "active", "confirm": "yes"}, follow=True)
+    assert any(m.startswith("Nothing cleaned: state:") for m in flashed(response))
+    assert email.get_job_counts()["completed"] == 1
+
+
+def test_dashboard__drain_asks_first_then_removes_waiting_jobs(manager: Client) -> None:
+    """Ask for confirmation before draining; on "yes", remove waiting and prioritized jobs, delayed ones only when
+    asked."""
+    email = get_queue("email")
+    for n in range(4):
+        email.add(add, {"a": n, "b": 1})
+    email.add(add, {"a": 1, "b": 1}, priority=2)
+    email.add(add, {"a": 1, "b": 1}, delay=3600)
+
+    html = page(manager.post(action_url("email", "drain")))
+    assert "Remove all 5 waiting and prioritized job(s) of “email”?" in html
+    assert email.get_job_counts()["waiting"] == 4
+
+    response = manager.post(action_url("email", "drain"), {"confirm": "yes"}, follow=True)
+    assert "Drained “email”: 5 job(s) removed." in flashed(response)
+    counts = email.get_job_counts()
+    assert (counts["waiting"], counts["prioritized"], counts["delayed"]) == (0, 0, 1)
+
+    html = page(manager.post(action_url("email", "drain"), {"include_delayed": "on"}))
+    assert "Remove all 1 waiting, prioritized and delayed job(s)" in html
+    response = manager.post(action_url("email", "drain"), {"include_delayed": "on", "confirm": "yes"}, follow=True)
+    assert "Drained “email”: 1 job(s) removed." in flashed(response)
+    assert email.get_job_counts()["delayed"] == 0
+
+
+def test_dashboard__backlog_sampled_once_a_minute(viewer: Client, redis_client: redis.Redis) -> None:
+    """Keep one backlog sample per minute per queue, capped and expiring, however often the page is read."""
+    get_queue("email").add(add, {"a": 1, "b": 2})
+    for _ in range(3):
+        viewer.get(STATS)
+    samples = redis_client.lrange(backlog_key("email"), 0, -1)
+    assert len(samples) == 1 and samples[0].endswith(b":1")
+    assert 0 < redis_client.ttl(backlog_key("email")) <= 3600
+
+
+def test_health_marks__rules() -> None:
+    """Mark a queue with no worker, with more failures in the last 5 minutes than the 5 before, and with more jobs
+    waiting than 5 to 15 minutes ago."""
+    quiet = [0] * 60
+    assert health_marks(workers=1, failed_per_minute=quiet, backlog=0, samples=[], now_minute=100) == []
+    assert health_marks(workers=0, failed_per_minute=quiet, backlog=0, samples=[], now_minute=100) == ["no worker"]
+    rising = [0] * 50 + [1] * 5 + [2] * 5
+    falling = [0] * 50 + [2] * 5 + [1] * 5
+    assert health_marks(workers=1, failed_per_minute=rising, backlog=0, samples=[], now_minute=100) == [
+        "failures rising"]
+    assert health_marks(workers=1, failed_per_minute=falling, backlog=0, samples=[], now_minute=100) == []
+    samples = [(100, 50), (97, 40), (95, 30), (80, 99)]
+    assert health_marks(workers=1, failed_per_minute=quiet, backlog=50, samples=samples, now_minute=100) == [
+        "backlog growing"]
+    assert health_marks(workers=1, failed_per_minute=quiet, backlog=30, samples=samples, now_minute=100) == []
+    assert health_marks(workers=1, failed_per_minute=quiet, backlog=50, samples=samples[:2], now_minute=100) == []
+
+
+
+def test_chart__bars_stacked_and_scaled() -> None:
+    """Draw one bar per minute with jobs, failed stacked on completed, the busiest minute filling the height."""
+    drawn = chart([0] * 58 + [3, 1], [0] * 59 + [1])
+    assert drawn["max"] == 3
+    assert drawn["bars"] == [
+        {"x": 58, "y": "0.00", "h": "20.00", "kind": "completed", "n": 3},
+        {"x": 59, "y": "13.33", "h": "6.67", "kind": "completed", "n": 1},
+        {"x": 59, "y": "6.67", "h": "6.67", "kind": "failed", "n": 1},
+    ]
+    assert chart([0] * 60, [0] * 60) == {"bars": [], "max": 1}
+
+
+@pytest.mark.parametrize(("config", "shown"), [
+    ({"URL": "rediss://user:pw-1@redis.example:6380/2"}, "redis.example:6380/2 (TLS)"),
+    ({"URL": "redis://:pw-1@10.0.0.5:6379"}, "10.0.0.5:6379/0"),
+    ({"URL": "unix:///run/redis.sock?db=3&password=pw-1"}, "unix:/run/redis.sock db 3"),
+    ({"HOST": "cache", "PORT": 6390, "DB": 1, "SSL": True, "USERNAME": "app", "PASSWORD": "pw-1"},
+     "cache:6390/1 (TLS)"),
+])
+def test_connection_label__host_port_db_and_tls_never_credentials(config: dict, shown: str) -> None:
+    """Name the server as host:port/db (or its socket), say when it is TLS, and leave out user and password."""
+    with override_settings(QUEUES_REDIS=config):
+        assert connection_label() == shown
