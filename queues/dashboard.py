@@ -1,11 +1,12 @@
 """What the admin dashboard shows, read from Redis: per-queue stats, health marks, job rows, the connection.
 
 Every read here costs the same whatever the number of jobs: counts are ``LLEN`` / ``ZCARD`` (``get_job_counts``),
-the chart comes from the per-minute metrics hashes, and a queue page lists one page of jobs at most.
+the chart comes from the per-minute metrics hashes, and a queue page lists one page of jobs at most. The rows of
+all queues take two round trips (:func:`read_stats`).
 
 Health marks (cheap, O(1) per queue):
 
-- **no worker**: no live worker serves the queue (``rq.Worker.all(queue=...)``).
+- **no worker**: no live worker serves the queue (RQ's worker set of the queue, its expired members left out).
 - **failures rising**: more jobs failed in the last 5 minutes (the current one included) than in the 5 before,
   from the ``failed`` per-minute metric.
 - **backlog growing**: more jobs wait (waiting + prioritized) now than 5 to 15 minutes ago. Each read of the
@@ -23,14 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-import rq
 from django.urls import NoReverseMatch, reverse
 from redis.connection import SSLConnection, UnixDomainSocketConnection
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .conf import QueueDefinition, get_config
-from .connection import connection_kwargs
+from .connection import connection_kwargs, get_connection
 from .job import Job
-from .queue import Queue
+from .queue import COUNT_COMMANDS, Queue
 from .scripts import QueueKeys
 
 COUNT_STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed", "paused", "rate_limited")
@@ -43,13 +44,14 @@ CHART_WIDTH, CHART_HEIGHT = 60, 20  # the SVG viewBox: one unit per minute
 
 # Keep one backlog sample per minute: push only when the newest sample is from an earlier minute.
 SAMPLE_BACKLOG = """
--- KEYS: the samples list; ARGV: epoch minute, backlog now, samples kept, ttl seconds
+-- KEYS: the samples list, the waiting list, the prioritized set; ARGV: epoch minute, samples kept, ttl seconds
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head or tonumber(string.match(head, '^(%d+):')) < tonumber(ARGV[1]) then
-  redis.call('LPUSH', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
-  redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+  local backlog = redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+  redis.call('LPUSH', KEYS[1], ARGV[1] .. ':' .. backlog)
+  redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return redis.call('LRANGE', KEYS[1], 0, -1)
 """
 
@@ -106,17 +108,12 @@ def limiter_text(definition: QueueDefinition) -> str:
     return f"{limiter.max} per {limiter.duration:g} s"
 
 
-def _metric(queue: Queue, name: str) -> Metric:
-    found = queue.get_metrics(name, minutes=CHART_MINUTES)
-    per_minute = [int(v) for v in found["per_minute"]][-CHART_MINUTES:]
-    return Metric(total=int(found["total"]), per_minute=[0] * (CHART_MINUTES - len(per_minute)) + per_minute)
+def _metric(found: dict[str, Any]) -> Metric:
+    return Metric(total=int(found["total"]), per_minute=[int(v) for v in found["per_minute"]])
 
 
-def _sample_backlog(queue: Queue, backlog: int) -> list[tuple[int, int]]:
-    """Record this minute's backlog (once a minute) and return the samples, newest first, as (minute, backlog)."""
-    minute = int(time.time() // 60)
-    raw = queue.connection.eval(SAMPLE_BACKLOG, 1, backlog_key(queue.name), minute, backlog, BACKLOG_SAMPLES,
-                                BACKLOG_TTL)
+def _samples(raw: list[bytes]) -> list[tuple[int, int]]:
+    """The backlog samples the sampling script returns, newest first, as (minute, backlog)."""
     samples = []
     for item in raw:
         at, _, value = item.decode().partition(":")
@@ -141,29 +138,69 @@ def health_marks(*, workers: int, failed_per_minute: list[int], backlog: int,
 
 
 def queue_stats(name: str) -> QueueStats:
-    """The dashboard row of queue ``name``: a fixed number of Redis round trips, whatever the number of jobs.
+    """The dashboard row of queue ``name`` (see :func:`read_stats`).
 
     Raises:
         redis.RedisError: Redis cannot be reached.
     """
-    queue = Queue(name)
-    counts = queue.get_job_counts()
-    counts = {state: int(counts.get(state, 0)) for state in COUNT_STATES}
-    paused = queue.is_paused()
-    workers = len(rq.Worker.all(queue=queue.rq))
-    completed, failed = _metric(queue, "completed"), _metric(queue, "failed")
-    backlog = counts["waiting"] + counts["prioritized"]
-    samples = _sample_backlog(queue, backlog)
-    return QueueStats(
-        name=name, counts=counts, paused=paused, limiter=limiter_text(queue.definition),
-        concurrency=queue.definition.concurrency, workers=workers, completed=completed, failed=failed,
-        health=health_marks(workers=workers, failed_per_minute=failed.per_minute, backlog=backlog, samples=samples,
-                            now_minute=int(time.time() // 60)),
-    )
+    return read_stats([name])[0]
 
 
 def all_stats() -> list[QueueStats]:
-    return [queue_stats(name) for name in queue_names()]
+    """The dashboard row of every queue in ``QUEUES`` (see :func:`read_stats`).
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    return read_stats(queue_names())
+
+
+def read_stats(names: list[str]) -> list[QueueStats]:
+    """The rows of the queues ``names`` in two round trips, whatever the number of queues or of jobs.
+
+    The first pipeline reads every queue's counts, metrics, worker set and backlog samples (keeping this
+    minute's sample); the second checks which of the workers named are alive (RQ's ``Worker.all`` rule: a
+    worker whose key has expired is gone).
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    connection = get_connection()
+    minute = int(time.time() // 60)
+    pipe = connection.pipeline(transaction=False)
+    readers = []
+    for name in names:
+        queue = Queue(name, connection=connection)
+        keys = queue.keys
+        readers.append((queue, queue.counts_on(pipe), queue.metrics_on(pipe, "completed", CHART_MINUTES),
+                        queue.metrics_on(pipe, "failed", CHART_MINUTES)))
+        pipe.smembers(WORKERS_BY_QUEUE_KEY % name)
+        pipe.eval(SAMPLE_BACKLOG, 3, keys.backlog, keys.wait, keys.prioritized, minute, BACKLOG_SAMPLES, BACKLOG_TTL)
+    replies = pipe.execute()
+    per_queue = COUNT_COMMANDS + 4
+    worker_sets = [sorted(replies[i * per_queue + COUNT_COMMANDS + 2]) for i in range(len(names))]
+    pipe = connection.pipeline(transaction=False)
+    for members in worker_sets:
+        for member in members:
+            pipe.exists(member)
+    alive = iter(pipe.execute())
+    rows = []
+    for i, (queue, read_counts, read_completed, read_failed) in enumerate(readers):
+        at = i * per_queue
+        counts, paused = read_counts(replies[at:at + COUNT_COMMANDS])
+        completed = _metric(read_completed(replies[at + COUNT_COMMANDS]))
+        failed = _metric(read_failed(replies[at + COUNT_COMMANDS + 1]))
+        workers = sum(1 for _member in worker_sets[i] if next(alive))
+        samples = _samples(replies[at + COUNT_COMMANDS + 3])
+        backlog = counts["waiting"] + counts["prioritized"]
+        rows.append(QueueStats(
+            name=queue.name, counts={state: int(counts.get(state, 0)) for state in COUNT_STATES}, paused=paused,
+            limiter=limiter_text(queue.definition), concurrency=queue.definition.concurrency, workers=workers,
+            completed=completed, failed=failed,
+            health=health_marks(workers=workers, failed_per_minute=failed.per_minute, backlog=backlog,
+                                samples=samples, now_minute=minute),
+        ))
+    return rows
 
 
 def chart(completed: list[int], failed: list[int]) -> dict[str, Any]:

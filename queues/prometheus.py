@@ -20,23 +20,34 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 
 from .conf import get_config
-from .queue import Queue
+from .connection import get_connection
+from .queue import COUNT_COMMANDS, Queue
 
 
 class QueuesCollector:
-    """Collects every queue's counts and totals when Prometheus scrapes (one round trip per queue)."""
+    """Collects every queue's counts and totals when Prometheus scrapes, in one round trip."""
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("queues_jobs", "Jobs per queue and state", labels=["queue", "state"])
         completed = CounterMetricFamily("queues_jobs_completed", "Jobs completed", labels=["queue"])
         failed = CounterMetricFamily("queues_jobs_failed", "Jobs failed for good (no attempts left)",
                                      labels=["queue"])
+        connection = get_connection()
+        pipe = connection.pipeline(transaction=False)
+        readers = []
         for name in get_config().queues:
-            queue = Queue(name)
-            for state, count in queue.get_job_counts().items():
+            queue = Queue(name, connection=connection)
+            readers.append((name, queue.counts_on(pipe), queue.metrics_on(pipe, "completed", 1),
+                            queue.metrics_on(pipe, "failed", 1)))
+        replies = pipe.execute()  # every queue in one round trip
+        at = 0
+        for name, read_counts, read_completed, read_failed in readers:
+            counts, _paused = read_counts(replies[at:at + COUNT_COMMANDS])
+            for state, count in counts.items():
                 jobs.add_metric([name, state], count)
-            completed.add_metric([name], queue.get_metrics("completed", minutes=1)["total"])
-            failed.add_metric([name], queue.get_metrics("failed", minutes=1)["total"])
+            completed.add_metric([name], read_completed(replies[at + COUNT_COMMANDS])["total"])
+            failed.add_metric([name], read_failed(replies[at + COUNT_COMMANDS + 1])["total"])
+            at += COUNT_COMMANDS + 2
         yield jobs
         yield completed
         yield failed

@@ -28,6 +28,7 @@ from .registry import get_job_definition
 from .scripts import JOB_PREFIX, PROMOTE_LIMIT, QueueKeys, hset_items, script
 
 JobSpec = Mapping[str, Any]  # {"job": name or function, "data": {...}, "options": {...}}
+COUNT_COMMANDS = 9  # the commands Queue.counts_on queues
 BLOCK_TIMEOUT_SLACK = 0.1  # seconds a Redis blocking call may overrun its timeout (1 / hz, default hz 10)
 
 
@@ -277,8 +278,15 @@ class Queue:
         ``paused`` counts the waiting and prioritized jobs a pause holds back (they are counted there too), and
         ``rate_limited`` those held back while :meth:`rate_limit` is in force or the ``limiter`` window is full.
         """
-        limit_max, limit_for = limiter_args(self.name)
         pipe = self.connection.pipeline(transaction=False)
+        read = self.counts_on(pipe)
+        return read(pipe.execute())[0]
+
+    def counts_on(self, pipe: Any) -> Callable[[list[Any]], tuple[dict[str, int], bool]]:
+        """Queue the commands behind :meth:`get_job_counts` on ``pipe`` (:data:`COUNT_COMMANDS` of them), so a
+        page can read many queues in one round trip; return the function that turns their replies into
+        ``(counts, paused)`` (``paused`` being the flag, true even when the queue is empty)."""
+        limit_max, limit_for = limiter_args(self.name)
         pipe.llen(self.keys.wait)
         pipe.zcard(self.keys.prioritized)
         pipe.zcard(self.keys.scheduled)
@@ -288,11 +296,15 @@ class Queue:
         pipe.exists(self.keys.paused)
         pipe.exists(self.keys.rate_limited)
         pipe.zcount(self.keys.limiter, f"({time.time() - limit_for:.6f}", "+inf")
-        waiting, prioritized, delayed, active, completed, failed, paused, limited, window = pipe.execute()
-        limited = limited or (limit_max and window >= limit_max)
-        return {"waiting": waiting, "prioritized": prioritized, "delayed": delayed, "active": active,
-                "completed": completed, "failed": failed, "paused": (waiting + prioritized) if paused else 0,
-                "rate_limited": (waiting + prioritized) if limited else 0}
+
+        def read(replies: list[Any]) -> tuple[dict[str, int], bool]:
+            waiting, prioritized, delayed, active, completed, failed, paused, limited, window = replies
+            limited = limited or (limit_max and window >= limit_max)
+            return ({"waiting": waiting, "prioritized": prioritized, "delayed": delayed, "active": active,
+                     "completed": completed, "failed": failed, "paused": (waiting + prioritized) if paused else 0,
+                     "rate_limited": (waiting + prioritized) if limited else 0}, bool(paused))
+
+        return read
 
     def pause(self) -> None:
         """Stop every worker, on every host, from taking this queue's jobs; running jobs finish.
@@ -326,15 +338,29 @@ class Queue:
         Raises:
             ValueError: ``kind`` is neither "completed" nor "failed", or ``minutes`` is not a positive integer.
         """
+        pipe = self.connection.pipeline(transaction=False)
+        read = self.metrics_on(pipe, kind, minutes)
+        return read(pipe.execute()[0])
+
+    def metrics_on(self, pipe: Any, kind: str, minutes: int = 60) -> Callable[[list[Any]], dict[str, Any]]:
+        """Queue the one command behind :meth:`get_metrics` on ``pipe``; return the function that reads its reply.
+
+        Raises:
+            ValueError: as :meth:`get_metrics`.
+        """
         if kind not in ("completed", "failed"):
             raise ValueError(f"get_metrics takes 'completed' or 'failed', not {kind!r}.")
         if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
             raise ValueError(f"get_metrics takes a positive whole number of minutes, not {minutes!r}.")
         key = self.keys.metrics_completed if kind == "completed" else self.keys.metrics_failed
         end = int(time.time() // 60)
-        fields = ["total", *(str(minute) for minute in range(end - minutes + 1, end + 1))]
-        total, *counts = self.connection.hmget(key, fields)
-        return {"total": int(total or 0), "per_minute": [int(count or 0) for count in counts], "end": end}
+        pipe.hmget(key, ["total", *(str(minute) for minute in range(end - minutes + 1, end + 1))])
+
+        def read(reply: list[Any]) -> dict[str, Any]:
+            total, *counts = reply
+            return {"total": int(total or 0), "per_minute": [int(count or 0) for count in counts], "end": end}
+
+        return read
 
     def rate_limit(self, seconds: float | timedelta) -> None:
         """Start no job of this queue, on any worker, for ``seconds`` (BullMQ's ``worker.rateLimit``).

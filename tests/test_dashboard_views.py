@@ -122,7 +122,7 @@ def test_dashboard__every_queue_with_its_counts(manager: Client) -> None:
     assert f"Redis <code>127.0.0.1:{get_config().redis['URL'].rsplit(':', 1)[1]}</code>" in html
 
 
-def test_dashboard__counts_workers_serving_each_queue(admin_client: Client) -> None:
+def test_dashboard__counts_workers_serving_each_queue(admin_client: Client, redis_client: redis.Redis) -> None:
     """Count the live workers serving a queue, and drop the "no worker" mark while one runs."""
     with worker_process("rqworker", "email") as proc:
         wait_for(lambda: admin_client.get(STATS).json()["queues"][0]["workers"] == 1, 30, "the worker to register",
@@ -131,6 +131,10 @@ def test_dashboard__counts_workers_serving_each_queue(admin_client: Client) -> N
         assert "no worker" not in stats["email"]["health"]
         assert stats["notifications"]["workers"] == 0
         assert "no worker" in stats["notifications"]["health"]
+        # A worker killed without a goodbye stays in RQ's set until its key expires; then it no longer counts.
+        redis_client.sadd("rq:workers:notifications", "rq:worker:gone")
+        stats = {q["name"]: q for q in admin_client.get(STATS).json()["queues"]}
+        assert (stats["email"]["workers"], stats["notifications"]["workers"]) == (1, 0)
 
 
 def test_dashboard__json_for_the_live_refresh(viewer: Client) -> None:
