@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from redis.commands.core import Script
 from rq.defaults import RQ_KEY_PREFIX
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import (
@@ -34,7 +33,7 @@ from rq.utils import utcformat
 from .events import publish
 from .exceptions import InvalidJobOptions, QueueBusy
 from .job import Job, RQJob
-from .scripts import JOB_PREFIX, QUEUES_SET, RESULTS_PREFIX, QueueKeys
+from .scripts import JOB_PREFIX, QUEUES_SET, RESULTS_PREFIX, QueueKeys, registered
 
 BATCH = 500  # jobs one script call removes, moves or looks at, at most (measured: 3-9 ms a call, 1M jobs)
 STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed")
@@ -223,16 +222,11 @@ return 0
 """
 
 _SOURCES = {"remove": REMOVE, "retry": RETRY, "clean": CLEAN, "drain": DRAIN, "obliterate": OBLITERATE, "hold": HOLD}
-_scripts: dict[tuple[int, str], Script] = {}
 
 
 def _run(connection: redis.Redis, name: str, keys: list[str], args: Iterable[Any]) -> Any:
     """Run the named script (registered once per client) with the key prefixes as ARGV[1..4]."""
-    cache_key = (id(connection), name)
-    found = _scripts.get(cache_key)
-    if found is None or found.registered_client is not connection:
-        found = _scripts[cache_key] = connection.register_script(_SOURCES[name])
-    return found(keys=keys, args=[*_PREFIXES, *args] if name != "hold" else list(args))
+    return registered(connection, _SOURCES[name])(keys=keys, args=[*_PREFIXES, *args] if name != "hold" else list(args))
 
 
 def registry_keys(queue: str) -> dict[str, str]:

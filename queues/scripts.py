@@ -218,11 +218,17 @@ _scripts: dict[tuple[int, str], Script] = {}
 
 
 def script(connection: redis.Redis, name: str) -> Script:
-    """The named script, registered once per client (redis-py loads it on first use)."""
-    key = (id(connection), name)
+    """The named script of this module, registered once per client."""
+    return registered(connection, _SOURCES[name])
+
+
+def registered(connection: redis.Redis, source: str) -> Script:
+    """The Lua ``source`` as a script of ``connection``, registered once per client (redis-py loads it on first
+    use)."""
+    key = (id(connection), source)
     found = _scripts.get(key)
     if found is None or found.registered_client is not connection:
-        found = _scripts[key] = connection.register_script(_SOURCES[name])
+        found = _scripts[key] = connection.register_script(source)
     return found
 
 
