@@ -14,6 +14,8 @@ class QueuesConfig(AppConfig):
         """
         from . import checks, signals  # noqa: F401
         from .conf import get_config
+        from .lifecycle import disable_rq_started_cleanup
 
+        disable_rq_started_cleanup()
         autodiscover_modules("jobs")
         get_config()

@@ -34,7 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 @checks.register("queues")
 def check_django_rq(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """django-rq must see every queue, run this app's worker class and never pickle."""
-    from .worker import WorkerMixin
+    from .worker import Worker
 
     messages: list[checks.CheckMessage] = []
     rq_queues = getattr(settings, "RQ_QUEUES", None)
@@ -60,7 +60,7 @@ def check_django_rq(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         cls = import_string(worker_class) if isinstance(worker_class, str) else worker_class
     except ImportError:
         cls = None
-    if not (isinstance(cls, type) and issubclass(cls, WorkerMixin)):
+    if not (isinstance(cls, type) and issubclass(cls, Worker)):
         messages.append(checks.Error(
             f"RQ['WORKER_CLASS'] is {worker_class!r}, so `manage.py rqworker` would run RQ's own worker, "
             "which unpickles jobs and skips this app's rules.",

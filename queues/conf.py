@@ -26,7 +26,8 @@ from .options import JobOptions
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 QUEUE_KEYS = ("default_job_options", "permanent_errors", "concurrency", "limiter", "stalled_interval",
-              "max_stalled_count")
+              "max_stalled_count", "mode", "max_jobs_per_process", "max_memory_per_process")
+MODES = ("processes", "threads", "fork")  # how a worker runs a queue's jobs (queues.worker)
 DEFAULT_STALLED_INTERVAL = 30.0
 DEFAULT_SHUTDOWN_GRACE = 30.0
 REDIS_KEYS = (
@@ -62,6 +63,9 @@ class QueueDefinition:
     limiter: Limiter | None = None  # at most `max` job starts in any window of `duration` seconds, all workers
     stalled_interval: float = DEFAULT_STALLED_INTERVAL  # a job whose worker is silent this long has stalled
     max_stalled_count: int = 1  # stalls put back to waiting before the job fails
+    mode: str = "processes"  # processes | threads | fork (queues.worker)
+    max_jobs_per_process: int | None = None  # processes mode: recycle a worker process after this many jobs
+    max_memory_per_process: float | None = None  # processes mode: recycle past this peak memory (MiB)
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,27 @@ def _read_worker_controls(where: str, spec: Mapping[str, Any]) -> tuple[dict[str
                                 "Use a whole number ≥ 0 (default 1): stalls forgiven before the job fails."))
     else:
         controls["max_stalled_count"] = max_stalled
+    mode = spec.get("mode", "processes")
+    if mode not in MODES:
+        problems.append(Problem("E012", f"{where}['mode'] is {mode!r}.",
+                                "Use 'processes' (default: long-lived processes, one job at a time each), "
+                                "'threads' (I/O-bound jobs, `concurrency` at once in one process) or 'fork' (a "
+                                "process per job)."))
+    else:
+        controls["mode"] = mode
+    max_jobs = spec.get("max_jobs_per_process")
+    if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
+        problems.append(Problem("E012", f"{where}['max_jobs_per_process'] is {max_jobs!r}.",
+                                "Use a whole number ≥ 1 (or None): jobs a worker process runs before it is replaced."))
+    else:
+        controls["max_jobs_per_process"] = max_jobs
+    max_memory = spec.get("max_memory_per_process")
+    if max_memory is not None and not _positive_number(max_memory):
+        problems.append(Problem("E012", f"{where}['max_memory_per_process'] is {max_memory!r}.",
+                                "Use MiB > 0 (or None): a worker process whose memory grew past it is replaced "
+                                "after its current job."))
+    else:
+        controls["max_memory_per_process"] = max_memory
     return controls, problems
 
 

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from rq.job import Job as BaseRQJob
 from rq.job import get_current_job
 
-from .conf import get_config
 from .events import publish
 from .exceptions import InvalidJobData, JobRefused
-from .options import Backoff
 from .payload import check_payload
 from .registry import definition_for_path
-from .scripts import FINISH, JOB_PREFIX, RESULTS_PREFIX, QueueKeys
 
 logger = logging.getLogger("queues.jobs")
 PROGRESS_MAX_BYTES = 1024
@@ -54,12 +50,6 @@ class RQJob(BaseRQJob):
     keep_completed: str = ""
     keep_failed: str = ""
     backoff: str = ""
-    fail_now = False  # set when the job must not be retried (refused, UnrecoverableError, a permanent error)
-    last_error: BaseException | None = None  # the error of the run that just failed (for custom backoff)
-    # (limiter window key, member, window seconds) when taken from a rate-limited queue (RQQueue.dequeue_any)
-    limiter_entry: tuple[str, str, float] | None = None
-    retry_wait: float = 0.0  # the wait before the coming retry, as last computed
-    completing = False  # set by the worker while it records this job's success
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:  # noqa: FBT001,FBT002
         data = super().to_dict(include_meta=include_meta, include_result=include_result)
@@ -80,91 +70,11 @@ class RQJob(BaseRQJob):
         return result
 
     @property
-    def should_retry(self) -> bool:
-        return not self.fail_now and super().should_retry
-
-    def get_retry_interval(self) -> float:  # type: ignore[override]
-        """The wait before the coming retry: the job's backoff (jitter, custom function) for this attempt."""
-        if not self.backoff:
-            wait: float = super().get_retry_interval()
-        else:
-            retry_number = len(self.retry_intervals or []) - (self.retries_left or 0) + 1
-            wait = Backoff.from_spec(self.backoff).wait(max(retry_number, 1), self.last_error)
-        # A prioritized job retried at once still goes back through the scheduled registry, which puts it
-        # in its priority band (RQ's own requeue would put it with the jobs that have no priority).
-        self.retry_wait = wait or (0.001 if self.priority else 0)
-        return self.retry_wait
-
-    def retry(self, queue: Any, pipeline: Any) -> None:
-        """RQ's retry, publishing ``retrying`` in the same pipeline."""
-        super().retry(queue, pipeline)
-        publish(pipeline, self.origin, "retrying", job_id=self.id, attempts_made=Job(self).attempts_made,
-                due=f"{time.time() + self.retry_wait:.6f}")
-
-    def failed_reason(self, exc_string: str = "") -> str:
-        """BullMQ's ``failedReason``: the error's last line (``ValueError: boom``), at most 1,000 characters."""
-        error = self.last_error
-        if error is not None:
-            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        else:
-            lines = [line for line in exc_string.strip().splitlines() if line.strip()]
-            reason = lines[-1].strip() if lines else "failed"
-        return reason[:FAILED_REASON_MAX_CHARS]
-
-    def _finish(self, pipeline: Any, kind: str, registry_key: str, *, trim: bool, keep: str, fields: list[Any]) -> None:
-        """Queue the FINISH script on the worker's pipeline: trim the registry, count the metric, publish."""
-        config = get_config()
-        now = time.time()
-        keys = QueueKeys.of(self.origin)
-        metrics = keys.metrics_completed if kind == "completed" else keys.metrics_failed
-        # EVAL, not a registered Script: redis-py checks a pipeline's scripts with SCRIPT EXISTS before every
-        # execute, a round trip per job; Redis caches the compiled body by its hash all the same.
-        pipeline.eval(FINISH, 3, registry_key, metrics, keys.events, now, keep, JOB_PREFIX, RESULTS_PREFIX,
-                      "1" if trim else "0", int(now // 60), config.metrics_minutes, config.events_max_length,
-                      "event", kind, "job_id", self.id, *fields)
-
-    def _score_by_expiry(self, registry_key: str, ttl: Any, pipeline: Any) -> None:
-        # RQ scores the entry by its expiry in whole seconds: jobs finished within the same second tie (and
-        # the count trim, which pops the lowest scores, then took them in id order, not the oldest first), and
-        # the age trim removed a job up to a second before it was `age` old. Score it to the microsecond.
-        if ttl is not None and ttl > 0:
-            pipeline.zadd(registry_key, {self.id: time.time() + ttl})
-
-    def _handle_success(self, result_ttl: Any, pipeline: Any, *args: Any, **kwargs: Any) -> None:
-        super()._handle_success(result_ttl, pipeline, *args, **kwargs)
-        if result_ttl != 0:
-            self._score_by_expiry(self.finished_job_registry.key, result_ttl, pipeline)
-
-    def record_completed(self, pipeline: Any, result_ttl: Any) -> None:
-        """The ``completed`` metric, event and retention trim, on the pipeline that records the success."""
-        try:
-            value = json.dumps(self._result, separators=(",", ":"), default=str)
-        except (TypeError, ValueError):
-            value = ""
-        if len(value) > EVENT_RETURN_VALUE_MAX_BYTES:
-            value = ""
-        self._finish(pipeline, "completed", self.finished_job_registry.key, trim=result_ttl != 0,
-                     keep=self.keep_completed, fields=["return_value", value, "prev", "active"])
-
-    def _handle_failure(self, exc_string: str, pipeline: Any, *args: Any, **kwargs: Any) -> None:
-        super()._handle_failure(exc_string, pipeline, *args, **kwargs)
-        if self.failure_ttl != 0:
-            self._score_by_expiry(self.failed_job_registry.key, self.failure_ttl, pipeline)
-        else:
-            # remove_on_fail=True: RQ's FailedJobRegistry.add deletes the job (ttl 0) and then adds it to the
-            # registry all the same, which left an entry naming a job that no longer exists.
-            pipeline.zrem(self.failed_job_registry.key, self.id)
-        self._finish(pipeline, "failed", self.failed_job_registry.key, trim=self.failure_ttl != 0,
-                     keep=self.keep_failed, fields=["failed_reason", self.failed_reason(exc_string),
-                                                    "attempts_made", Job(self).attempts_made, "prev", "active"])
-
-    @property
     def func(self) -> Callable[..., Any] | None:
         path = self.func_name
         if path is None:
             return None
         if self.instance is not None or definition_for_path(path) is None:
-            self.fail_now = True
             raise JobRefused(
                 f"Job {self.id} names {path!r}, which is not a registered @job function: refused. Only functions "
                 "decorated with @job in an app's jobs.py run (check that the worker runs the same code)."
@@ -180,7 +90,6 @@ class RQJob(BaseRQJob):
     # carries one was not written by it and is refused rather than letting Redis name what gets called.
     def _refuse_callback(self, kind: str, name: str | None) -> None:
         if name:
-            self.fail_now = True
             raise JobRefused(f"Job {self.id} carries an RQ {kind} callback {name!r}: refused.")
 
     @property

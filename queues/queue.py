@@ -10,11 +10,9 @@ from typing import Any
 import redis
 import rq
 from django.db import transaction
-from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
-from rq.timeouts import BaseDeathPenalty
-from rq.utils import utcformat
 
 from . import maintenance
 from .conf import get_config, get_definition
@@ -25,7 +23,7 @@ from .job import Job, RQJob
 from .options import JobOptions
 from .payload import check_payload
 from .registry import get_job_definition
-from .scripts import JOB_PREFIX, PROMOTE_LIMIT, QueueKeys, hset_items, script
+from .scripts import JOB_PREFIX, QueueKeys, hset_items, script
 
 JobSpec = Mapping[str, Any]  # {"job": name or function, "data": {...}, "options": {...}}
 COUNT_COMMANDS = 9  # the commands Queue.counts_on queues
@@ -37,8 +35,8 @@ class RQQueue(rq.Queue):
 
     django-rq's commands and admin build queues through ``RQ_QUEUES[...]["QUEUE_CLASS"]``; a pickle
     serializer passed in (django-rq's ``rqworker`` passes one by default) is replaced, never used.
-    Taking jobs (:meth:`dequeue_any`) follows BullMQ: jobs without a priority first, then by priority,
-    with due delayed jobs promoted in the same atomic step (see ``queues.scripts``).
+    Jobs are taken by this app's worker through ``queues/lua/take.lua`` (see ``queues.lifecycle``), never by
+    RQ's ``dequeue_any``.
     """
 
     job_class = RQJob
@@ -79,72 +77,13 @@ class RQQueue(rq.Queue):
         else:
             self._enqueue_job(job, pipeline=pipeline, at_front=True)
 
-    @classmethod
-    def dequeue_any(  # type: ignore[override]
-        cls,
-        queues: Iterable[rq.Queue],
-        timeout: int | None,
-        connection: redis.Redis,
-        job_class: type[rq.job.Job] | None = None,
-        serializer: Any = None,
-        death_penalty_class: type[BaseDeathPenalty] | None = None,
-    ) -> tuple[rq.job.Job, rq.Queue] | None:
-        """Take the next job of ``queues`` (in order), promoting due delayed jobs; block up to ``timeout``.
-
-        ``timeout=None`` does not block (burst mode). While nothing is due, the worker blocks on the
-        queues' markers, and wakes by itself when the next delayed job falls due.
-
-        Raises:
-            rq.exceptions.DequeueTimeout: nothing came within ``timeout`` seconds.
-        """
-        queues = list(queues)
-        keys = [key for queue in queues for key in QueueKeys.of(queue.name).for_dequeue()]
-        markers = [QueueKeys.of(queue.name).marker for queue in queues]
-        limits = [value for queue in queues for value in limiter_args(queue.name)]
-        take = script(connection, "dequeue")
-        events_max_length = get_config().events_max_length
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            now = time.time()
-            number, job_id, next_due = take(keys=keys, args=[
-                f"{now:.6f}", utcformat(datetime.fromtimestamp(now, UTC)), JOB_PREFIX, PROMOTE_LIMIT, events_max_length,
-                *limits])
-            if number:
-                queue = queues[int(number) - 1]
-                fetched = cls._fetch_dequeued_job(connection, queue.key, job_id.decode(), job_class=job_class,
-                                                  serializer=serializer, death_penalty_class=death_penalty_class)
-                if fetched is not None:
-                    limit_max, limit_for = limits[2 * (int(number) - 1):2 * int(number)]
-                    if limit_max:  # the job process moves this entry to the moment the job starts
-                        fetched[0].limiter_entry = (QueueKeys.of(queue.name).limiter, f"{now:.6f}:{job_id.decode()}",
-                                                    limit_for)
-                    return fetched
-                continue  # the job's hash is gone (removed meanwhile): take the next one
-            if deadline is None:
-                return None
-            wait = deadline - time.monotonic()
-            if wait <= 0:
-                raise DequeueTimeout(timeout)
-            due = float(next_due)
-            if due >= 0:
-                until_due = due - time.time()
-                if until_due <= BLOCK_TIMEOUT_SLACK:
-                    # Redis ends a blocking call's timeout only when its event loop wakes (10 times a second on
-                    # an idle server at the default `hz 10`): sleep the last stretch here instead, to the ms.
-                    time.sleep(max(until_due, 0))
-                    continue
-                wait = min(wait, until_due - BLOCK_TIMEOUT_SLACK)
-            connection.bzpopmin(markers, timeout=wait)
-
 
 def limiter_args(queue: str) -> tuple[int, float]:
-    """The dequeue script's limiter arguments for ``queue``: (max, window seconds), or (0, 0) for none.
+    """The take script's limiter arguments for ``queue``: (max, window seconds), or (0, 0) for none.
 
-    The script counts a job from the moment it is taken; the job process then moves the entry to the moment the
-    job starts (``WorkerMixin.prepare_job_execution``), which is what the limit is about: between the two lie
-    a fork and some bookkeeping, tens of milliseconds on a loaded host and not always the same tens. The window
-    gets a small margin (1 %, at most 10 ms) for the few milliseconds between that stamp and the first line of
-    the job function.
+    The take script counts a job from the moment it is taken, which is the moment it starts (the worker runs it
+    in-process, or forks at once). The window gets a small margin (1 %, at most 10 ms) for the time between that
+    stamp and the first line of the job function.
     """
     definition = get_config().queues.get(queue)
     limiter = definition.limiter if definition else None

@@ -1,4 +1,9 @@
-"""The Lua scripts that make adding, taking and trimming jobs atomic, and the keys they use.
+"""The Lua scripts of the hot path, and the keys they use.
+
+The scripts live in ``queues/lua``, one file per command as BullMQ lays them out (``add``, ``take``, ``finish``,
+``extend``, ``stalled``), each with a header naming its KEYS and ARGV; shared pieces (the event writer, the priority
+score, taking a job, retention and metrics) are in ``queues/lua/includes`` and pulled in by ``--- @include "x"``.
+:func:`script` loads a command with its includes; :class:`QueueKeys` names every key once.
 
 Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq:scheduled:<q>``,
 ``rq:finished:<q>``, ``rq:failed:<q>``):
@@ -16,7 +21,9 @@ Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq
 - ``rq:events:<q>``: the queue's event stream (capped ``XADD MAXLEN ~``; see ``queues.events``), written by
   these scripts in the same step as the change each event reports.
 - ``rq:metrics:<q>:completed`` / ``rq:metrics:<q>:failed``: hashes of jobs per epoch minute, plus ``total``;
-  minutes past ``QUEUES_METRICS_MINUTES`` are dropped by the FINISH script.
+  minutes past ``QUEUES_METRICS_MINUTES`` are dropped by the finish script.
+- ``rq:wip:<q>``: RQ's started registry, here the active jobs: members ``<job id>:<lock token>`` scored by the
+  lock's expiry (see ``queues.lifecycle``); ``rq:stalled-check:<q>``: one worker at a time checks for stalls.
 - ``rq:dashboard:backlog:<q>``: the admin dashboard's waiting-count samples (see ``queues.dashboard``).
 
 ``rq:scheduled:<q>`` is RQ's scheduled registry, scored here to the microsecond (RQ scores whole
@@ -25,7 +32,10 @@ seconds): the worker promotes due jobs itself, inside the same script that takes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -36,190 +46,30 @@ RESULTS_PREFIX = "rq:results:"
 QUEUES_SET = "rq:queues"
 PROMOTE_LIMIT = 1000  # delayed jobs promoted per queue per call; the rest on the next call
 
-ADD = """
--- KEYS: wait list, prioritized zset, scheduled zset, marker zset, priority counter, rq:queues set, events stream
--- ARGV: queue key, job key prefix, events max length (0: none), then per job: id, mode (w|p|d), score, ttl, name,
---       n, n field/value items
-redis.call('SADD', KEYS[6], ARGV[1])
-local prefix = ARGV[2]
-local maxlen = tonumber(ARGV[3])
-local function emit(...)
-  if maxlen > 0 then pcall(redis.call, 'XADD', KEYS[7], 'MAXLEN', '~', maxlen, '*', ...) end
-end
-local out = {}
-local added = false
-local i = 4
-while i <= #ARGV do
-  local id, mode, score, ttl, name, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]),
-    ARGV[i + 4], tonumber(ARGV[i + 5])
-  local key = prefix .. id
-  if redis.call('EXISTS', key) == 1 then
-    out[#out + 1] = 0
-  else
-    redis.call('HSET', key, unpack(ARGV, i + 6, i + 5 + n))
-    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
-    emit('event', 'added', 'job_id', id, 'name', name)
-    if mode == 'w' then
-      redis.call('RPUSH', KEYS[1], id)
-      emit('event', 'waiting', 'job_id', id)
-    elseif mode == 'p' then
-      local counter = redis.call('INCR', KEYS[5]) % 4294967296
-      redis.call('ZADD', KEYS[2], string.format('%.0f', (score - 1) * 4294967296 + counter), id)
-      emit('event', 'prioritized', 'job_id', id, 'priority', ARGV[i + 2])
-    else
-      redis.call('ZADD', KEYS[3], ARGV[i + 2], id)
-      emit('event', 'delayed', 'job_id', id, 'due', ARGV[i + 2])
-    end
-    out[#out + 1] = 1
-    added = true
-  end
-  i = i + 6 + n
-end
-if added then redis.call('ZADD', KEYS[4], 0, '0') end
-return out
-"""
-
-DEQUEUE = """
--- KEYS: per queue, in the worker's order: wait, prioritized, scheduled, marker, priority counter, paused flag,
---       limiter window (sorted set of start times), manual rate limit flag, events stream
--- ARGV: now (seconds), enqueued_at text, job key prefix, promote limit, events max length (0: none), then per
---       queue: limiter max (0: none), limiter duration (seconds, a small safety margin included)
--- Returns {queue number (1-based) or 0, job id or '', the time to look again (seconds) or '-1'}
-local prefix = ARGV[3]
-local now = tonumber(ARGV[1])
-local maxlen = tonumber(ARGV[5])
-local events = nil
-local function emit(...)
-  if maxlen > 0 then pcall(redis.call, 'XADD', events, 'MAXLEN', '~', maxlen, '*', ...) end
-end
-local wake = nil
-local function wake_at(at)
-  if wake == nil or at < wake then wake = at end
-end
-for q = 0, #KEYS / 9 - 1 do
-  local wait, prio, sched, marker, counter, paused, window, limited = KEYS[q * 9 + 1], KEYS[q * 9 + 2],
-    KEYS[q * 9 + 3], KEYS[q * 9 + 4], KEYS[q * 9 + 5], KEYS[q * 9 + 6], KEYS[q * 9 + 7], KEYS[q * 9 + 8]
-  events = KEYS[q * 9 + 9]
-  local due = redis.call('ZRANGEBYSCORE', sched, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
-  for _, id in ipairs(due) do
-    redis.call('ZREM', sched, id)
-    local key = prefix .. id
-    local found = redis.call('HMGET', key, 'status', 'priority')
-    if found[1] then
-      local priority = tonumber(found[2] or '0') or 0
-      if priority > 0 then
-        local c = redis.call('INCR', counter) % 4294967296
-        redis.call('ZADD', prio, string.format('%.0f', (priority - 1) * 4294967296 + c), id)
-        emit('event', 'prioritized', 'job_id', id, 'priority', found[2], 'prev', 'delayed')
-      else
-        redis.call('RPUSH', wait, id)
-        emit('event', 'waiting', 'job_id', id, 'prev', 'delayed')
-      end
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[2])
-    end
-  end
-  if redis.call('EXISTS', paused) == 0 then
-    local limit_max, limit_for = tonumber(ARGV[6 + q * 2]), tonumber(ARGV[7 + q * 2])
-    local hold = nil
-    local manual = redis.call('PTTL', limited)
-    if manual > 0 then hold = now + manual / 1000 end
-    if hold == nil and limit_max > 0 then
-      redis.call('ZREMRANGEBYSCORE', window, '-inf', now - limit_for)
-      if redis.call('ZCARD', window) >= limit_max then
-        hold = tonumber(redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')[2]) + limit_for
-      end
-    end
-    if hold ~= nil then
-      if redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0 then wake_at(hold) end
-    else
-      local id = redis.call('LPOP', wait)
-      local prev = 'waiting'
-      if not id then
-        local popped = redis.call('ZPOPMIN', prio)
-        if popped[1] then id = popped[1] end
-        prev = 'prioritized'
-      end
-      if id then
-        if limit_max > 0 then
-          redis.call('ZADD', window, ARGV[1], ARGV[1] .. ':' .. id)
-          redis.call('PEXPIRE', window, math.ceil(limit_for * 1000) + 1000)
-        end
-        emit('event', 'active', 'job_id', id, 'prev', prev)
-        if redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0 then
-          redis.call('ZADD', marker, 0, '0')
-        else
-          emit('event', 'drained')
-        end
-        return {q + 1, id, '-1'}
-      end
-    end
-  end
-  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-  if first[2] then wake_at(tonumber(first[2])) end
-end
-return {0, '', wake and string.format('%.6f', wake) or '-1'}
-"""
-
-FINISH = """
--- A job's run ended: trim its registry, count it in the metrics, publish its event. Runs as EVAL inside the
--- worker's own pipeline, so it costs no round trip. Metrics and events never fail the job (pcall).
--- KEYS: the finished or failed registry (scored by expiry time), the metrics hash, the events stream
--- ARGV: now, count to keep ('' for no limit), job key prefix, results key prefix, trim ('1' or '0'), this minute
---       (epoch minutes), minutes of metrics to keep (0: none), events max length (0: none), event field/values
--- Removes the expired registry entries and, past the count, the oldest ones, with their job hashes and results.
-local removed = 0
-if ARGV[5] == '1' then
-  local function drop(id)
-    redis.call('DEL', ARGV[3] .. id, ARGV[4] .. id)
-    removed = removed + 1
-  end
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, 1000)
-  for _, id in ipairs(expired) do
-    redis.call('ZREM', KEYS[1], id)
-    drop(id)
-  end
-  local count = tonumber(ARGV[2])
-  if count then
-    local excess = redis.call('ZCARD', KEYS[1]) - count
-    if excess > 0 then
-      local popped = redis.call('ZPOPMIN', KEYS[1], excess)
-      for i = 1, #popped, 2 do drop(popped[i]) end
-    end
-  end
-end
-local minutes = tonumber(ARGV[7])
-if minutes > 0 then
-  pcall(function()
-    redis.call('HINCRBY', KEYS[2], ARGV[6], 1)
-    redis.call('HINCRBY', KEYS[2], 'total', 1)
-    -- Drop the minutes past the window once an hour's worth has piled up: memory stays bounded.
-    if redis.call('HLEN', KEYS[2]) > minutes + 61 then
-      local oldest = tonumber(ARGV[6]) - minutes
-      for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
-        local minute = tonumber(field)
-        if minute and minute <= oldest then redis.call('HDEL', KEYS[2], field) end
-      end
-    end
-  end)
-end
-local maxlen = tonumber(ARGV[8])
-if maxlen > 0 then pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, 9)) end
-return removed
-"""
-
 PUBLISH = """
 -- KEYS: an events stream. ARGV: max length, then the event's field/value pairs. Never raises (pcall).
 local ok = pcall(redis.call, 'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
 return ok and 1 or 0
 """
 
-_SOURCES = {"add": ADD, "dequeue": DEQUEUE}  # FINISH and PUBLISH run inside pipelines, as EVAL
+LUA = Path(__file__).resolve().parent / "lua"
+INCLUDE_RE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
+COMMANDS = ("add", "take", "finish", "extend", "stalled")  # queues/lua/<name>.lua
+
+
+@cache
+def source(name: str) -> str:
+    """The Lua of ``queues/lua/<name>.lua`` with each ``--- @include "x"`` replaced by ``includes/x.lua``."""
+    text = (LUA / f"{name}.lua").read_text()
+    return INCLUDE_RE.sub(lambda match: (LUA / "includes" / f"{match.group(1)}.lua").read_text(), text)
+
+
 _scripts: dict[tuple[int, str], Script] = {}
 
 
 def script(connection: redis.Redis, name: str) -> Script:
-    """The named script of this module, registered once per client."""
-    return registered(connection, _SOURCES[name])
+    """The command ``name`` of ``queues/lua`` as a script of ``connection``, registered once per client."""
+    return registered(connection, source(name))
 
 
 def registered(connection: redis.Redis, source: str) -> Script:
@@ -246,6 +96,10 @@ class QueueKeys:
     metrics_completed: str
     metrics_failed: str
     backlog: str
+    active: str
+    completed: str
+    failed: str
+    stall_check: str
 
     @classmethod
     def of(cls, name: str) -> QueueKeys:
@@ -262,11 +116,26 @@ class QueueKeys:
             metrics_completed=f"rq:metrics:{name}:completed",
             metrics_failed=f"rq:metrics:{name}:failed",
             backlog=f"rq:dashboard:backlog:{name}",
+            active=f"rq:wip:{name}",  # RQ's started registry: members '<job id>:<lock token>', scored by expiry
+            completed=f"rq:finished:{name}",
+            failed=f"rq:failed:{name}",
+            stall_check=f"rq:stalled-check:{name}",
         )
 
-    def for_dequeue(self) -> list[str]:
+    def for_take(self) -> list[str]:
+        """KEYS of includes/take.lua for this queue (TAKE_KEYS of them)."""
         return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, self.paused,
-                self.limiter, self.rate_limited, self.events]
+                self.limiter, self.rate_limited, self.events, self.active]
+
+    def for_finish(self) -> list[str]:
+        """KEYS 1-11 of finish.lua."""
+        return [self.active, self.completed, self.failed, self.metrics_completed, self.metrics_failed, self.events,
+                self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter]
+
+    def for_stalled(self) -> list[str]:
+        """KEYS of stalled.lua."""
+        return [self.active, self.wait, self.prioritized, self.priority_counter, self.marker, self.events,
+                self.failed, self.metrics_failed, self.stall_check]
 
     def for_add(self) -> list[str]:
         return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, QUEUES_SET,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import signal
 import subprocess
 import time
@@ -27,6 +26,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from queues import InvalidJobData, InvalidJobOptions, get_queue, job
+from queues.events import read as read_events
 from queues.options import MAX_PRIORITY, Backoff
 from queues.worker import SimpleWorker
 from tests.conftest import manage, run_manage
@@ -106,12 +106,12 @@ def queues_setting(**changes: dict[str, Any]) -> dict[str, Any]:
     return queues
 
 
-RETRY_LOG = re.compile(r"Job (\S+): scheduled for retry at (\S+ \S+), (\d+) remaining")
 
 
-def retry_scheduled_at(out: str, job_id: str) -> list[float]:
-    """When the worker scheduled each retry of the job (RQ's log line), as POSIX seconds."""
-    return [datetime.fromisoformat(at).timestamp() for found, at, _left in RETRY_LOG.findall(out) if found == job_id]
+def retry_due_at(client: redis.Redis, queue: str, job_id: str) -> list[float]:
+    """When each retry of the job fell due (its `retrying` events), as POSIX seconds."""
+    return [event["due"] for event in read_events(client, queue, 10_000)
+            if event["event"] == "retrying" and event["job_id"] == job_id]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_backoff__jitter_takes_off_at_most_its_share_at_random(redis_client: red
     for n, handle in enumerate(handles):
         runs = [float(v) for v in values(redis_client, f"runs-{n}")]
         assert len(runs) == 2, out
-        [scheduled] = retry_scheduled_at(out, handle.id)
+        [scheduled] = retry_due_at(redis_client, "notifications", handle.id)
         chosen.append(scheduled - runs[0])  # the wait drawn (plus the few ms from run start to failure)
         waits.append(runs[1] - runs[0])
     print(f"jitter 0.5 on 1 s: waits drawn {[round(c, 3) for c in chosen]}, runs apart {[round(w, 3) for w in waits]}")

@@ -293,8 +293,8 @@ def test_run_command__lets_the_running_job_finish_on_ctrl_c(tmp_path: Path) -> N
         assert launcher.stop(signal.SIGINT, group=True) == 0, launcher.output
         assert_all_gone(launcher, processes)
         output = launcher.output
-        assert "warm shut down requested" in output
-        assert output.index("Job OK") < output.index("Redis: stopped the private"), output
+        assert "stopping after the running job" in output
+        assert output.index(f"job completed id={job_id}") < output.index("Redis: stopped the private"), output
         assert "Redis connection error" not in output
         assert "cold shutdown" not in output
         assert job_id in output
@@ -325,7 +325,7 @@ def test_run_command__stops_in_order_when_killed(tmp_path: Path) -> None:
         assert wait_for(lambda: "Redis: stopped the private" in launcher.output, 30), launcher.output
         assert_all_gone(launcher, processes)
         output = launcher.output
-        assert output.index(f"Job OK ({job_id})") < output.index("Redis: stopped the private"), output
+        assert output.index(f"job completed id={job_id}") < output.index("Redis: stopped the private"), output
         assert "Redis connection error" not in output
     finally:
         kill_everything(launcher)
