@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import secrets
 import time
 import zlib
@@ -171,6 +172,9 @@ class Lifecycle:
         self._stalled = script(connection, "stalled")
         self._prefix = secrets.token_hex(4)
         self._counter = itertools.count(1)
+        for call in os.environ.get("QUEUES_TEST_LOSE_REPLY", "").split(","):  # fault tests only: see _lose_reply
+            if call in ("take", "finish"):
+                setattr(self, f"_{call}", _lose_reply(connection, getattr(self, f"_{call}")))
 
     def token(self) -> str:
         """A lock token no other take of any worker uses."""
@@ -246,6 +250,31 @@ class Lifecycle:
         """Wait up to ``timeout`` seconds for a job to be added to one of the queues (an idle worker)."""
         if timeout > 0:
             self.connection.bzpopmin(self.markers, timeout=max(0.001, math.floor(timeout * 1000) / 1000))
+
+
+def _lose_reply(connection: redis.Redis, call: Any) -> Any:
+    """A fault-test hook (``QUEUES_TEST_LOSE_REPLY=take,finish``): the first call of the script runs in Redis, but
+    its reply is lost (the socket is closed before it is read), as when a connection drops at the worst moment."""
+    lost = False
+
+    def first_reply_lost(keys: list[Any], args: list[Any]) -> Any:
+        nonlocal lost
+        if lost:
+            return call(keys=keys, args=args)
+        lost = True
+        connection.script_load(call.script)
+        pool = connection.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", call.sha, len(keys), *keys, *args)
+            time.sleep(0.05)  # the script has run by now; its reply waits in a socket nobody reads
+        finally:
+            conn.disconnect()
+            pool.release(conn)
+        logger.warning("fault test: the reply to this %s call was lost", "take" if len(keys) % 10 == 0 else "finish")
+        raise redis.ConnectionError("the reply was lost (QUEUES_TEST_LOSE_REPLY)")
+
+    return first_reply_lost
 
 
 def _no_rq_cleanup(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,17 @@ class RQQueue(rq.Queue):
             self._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
+def job_fields(rq_job: RQJob) -> dict[str, Any]:
+    """The hash of a new job: RQ's fields, less the empty ones (RQ reads a missing field as empty), and ``data`` as
+    compact JSON when that is shorter than RQ's zlib of it (RQ reads both). A small job then stays within Redis's
+    compact hash encoding (every value ≤ 64 bytes): a third of the memory."""
+    fields = {name: value for name, value in rq_job.to_dict().items() if value != ""}
+    plain = json.dumps([rq_job.func_name, None, list(rq_job.args), rq_job.kwargs], separators=(",", ":")).encode()
+    if len(plain) < len(fields["data"]):
+        fields["data"] = plain
+    return fields
+
+
 def limiter_args(queue: str) -> tuple[int, float]:
     """The take script's limiter arguments for ``queue``: (max, window seconds), or (0, 0) for none.
 
@@ -143,7 +155,7 @@ class Queue:
             return []
         args: list[Any] = [self.rq.key, JOB_PREFIX, get_config().events_max_length]
         for rq_job, mode, score in prepared:
-            items = hset_items(rq_job.to_dict())
+            items = hset_items(job_fields(rq_job))
             args += [rq_job.id, mode, score, rq_job.ttl or -1, rq_job.description, len(items), *items]
 
         def write() -> list[int]:

@@ -20,6 +20,7 @@ job, the running one may finish for ``QUEUES_SHUTDOWN_GRACE`` seconds, then it i
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import math
 import multiprocessing
@@ -53,6 +54,7 @@ from .options import Backoff
 from .pool import RECYCLE_EXIT
 from .queue import BLOCK_TIMEOUT_SLACK, RQQueue
 from .registry import definition_for_path
+from .scripts import QueueKeys
 from .signals import job_active, job_completed, job_failed, job_retrying, job_stalled
 
 logger = logging.getLogger("queues.worker")
@@ -124,6 +126,7 @@ class Worker(rq.Worker):
         super().__init__([RQQueue(name, connection=connection) for name in names], *args, **kwargs)
         self._stop_requested_at: float | None = None
         self._stopping = threading.Event()
+        self._nudge = threading.Event()  # wakes the keeper early (a stop, a job with a deadline in threads mode)
         self._held: dict[str, Taken] = {}  # lock member -> the job, for every job this process runs
         self._grace_deadline: float | None = None
         self._job_deadline: float | None = None
@@ -131,7 +134,10 @@ class Worker(rq.Worker):
         self._child_requeue = False
         self._lifecycle: Lifecycle | None = None
         self._recycle = False
+        self._done = itertools.count(1)
         self._running = False  # a job runs in the main thread (the alarm may interrupt it)
+        # Fault tests only: seconds to wait between taking a job and running it (a worker killed in that window).
+        self._pause_after_take = float(os.environ.get("QUEUES_TEST_PAUSE_AFTER_TAKE") or 0)
         self._job_timeout: Any = None
 
     # --- entry ---------------------------------------------------------------------------------------------
@@ -166,6 +172,7 @@ class Worker(rq.Worker):
         main = threading.current_thread() is threading.main_thread()
         if main:
             self._install_signals()
+        self._state = "idle"  # what `rq info` shows; the keeper updates it with each heartbeat
         self.register_birth()
         logger.info("worker %s (pid %d, %s mode) taking jobs from %s", self.name, os.getpid(), self.mode,
                     ", ".join(names))
@@ -173,7 +180,7 @@ class Worker(rq.Worker):
         keeper.start()
         try:
             if self.mode == "threads":
-                self._run_threads(burst=burst)
+                self._run_threads(burst=burst, max_jobs=max_jobs)
             else:
                 run = self._run_forked if self.mode == "fork" else self._run_inline
                 self._loop(run, burst=burst, max_jobs=max_jobs)
@@ -181,6 +188,7 @@ class Worker(rq.Worker):
             pass
         finally:
             self._stopping.set()
+            self._nudge.set()
             keeper.join(timeout=2)
             try:
                 self.register_death()
@@ -197,7 +205,6 @@ class Worker(rq.Worker):
     def _loop(self, run: Callable[[Taken], Outcome | None], *, burst: bool, max_jobs: int | None = None) -> None:
         lc = self._lifecycle
         assert lc is not None
-        done = 0
         taken: Taken | None = None
         wake: float | None = None
         while True:
@@ -211,8 +218,11 @@ class Worker(rq.Worker):
                     self._idle(wake)
                     continue
             self._held[taken.member] = taken
+            if self._pause_after_take:
+                self.connection.rpush("queues:test:taken", taken.id)
+                time.sleep(self._pause_after_take)
             outcome = run(taken)
-            done += 1
+            done = next(self._done)  # shared by the threads of a "threads" worker
             if outcome is None or taken.abandoned:  # handled already (recovered as stalled, or failed on timeout)
                 self._held.pop(taken.member, None)
                 taken = None
@@ -332,6 +342,8 @@ class Worker(rq.Worker):
             self._arm_alarm()
         else:
             taken.deadline = deadline
+            if deadline is not None:
+                self._nudge.set()  # the keeper fails it at its deadline
         context = _current_job.set(job)
         try:
             value = function(*args, **kwargs)
@@ -357,8 +369,7 @@ class Worker(rq.Worker):
         return lifecycle.completed(job, value, self.name)
 
     def _job(self, taken: Taken) -> RQJob:
-        job = RQJob(id=taken.id, connection=self.connection, serializer=JSONSerializer)
-        job.restore(taken.fields)
+        job = RQJob.from_hash(taken.id, taken.fields, self.connection)
         job.origin = job.origin or taken.queue
         job.worker_name = self.name
         return job
@@ -393,6 +404,10 @@ class Worker(rq.Worker):
                     if os.getppid() != parent:
                         os._exit(1)
                 signal.signal(signal.SIGALRM, self._on_alarm)
+                if self._definitions[0].limiter is not None:
+                    # The limiter counted this job from its take; the limit is about starts, and a fork later (tens
+                    # of ms on a loaded host) 11 could start within a window of 10. Count it from now instead.
+                    self.connection.zadd(QueueKeys.of(taken.queue).limiter, {taken.member: time.time()}, xx=True)
                 outcome = self._run_inline(taken)
                 with os.fdopen(write_end, "w") as out:
                     out.write(outcome.to_json())
@@ -409,6 +424,9 @@ class Worker(rq.Worker):
         self._child_pid = 0
         if self._child_requeue:
             self._child_requeue = False
+            logger.warning("job id=%s name=%s queue=%s still running %s s after the stop request: stopping it and "
+                           "putting it back to waiting", taken.id, self._name(taken), taken.queue,
+                           f"{get_config().shutdown_grace:g}")
             return REQUEUE
         if text:
             return Outcome.from_json(text)
@@ -474,9 +492,10 @@ class Worker(rq.Worker):
 
     # --- threads mode ----------------------------------------------------------------------------------------
 
-    def _run_threads(self, *, burst: bool) -> None:
+    def _run_threads(self, *, burst: bool, max_jobs: int | None) -> None:
         count = self._definitions[0].concurrency
-        threads = [threading.Thread(target=self._loop, args=(self._run_inline,), kwargs={"burst": burst},
+        threads = [threading.Thread(target=self._loop, args=(self._run_inline,),
+                                    kwargs={"burst": burst, "max_jobs": max_jobs},
                                     name=f"queues-job-{n}", daemon=True) for n in range(count)]
         for thread in threads:
             thread.start()
@@ -492,6 +511,9 @@ class Worker(rq.Worker):
         assert lc is not None
         for taken in list(self._held.values()):
             self._held.pop(taken.member, None)
+            logger.warning("job id=%s name=%s queue=%s still running %s s after the stop request: stopping it and "
+                           "putting it back to waiting", taken.id, self._name(taken), taken.queue,
+                           f"{get_config().shutdown_grace:g}")
             try:
                 held, _ = lc.finish(taken, REQUEUE, None)
             except redis.RedisError:
@@ -527,7 +549,12 @@ class Worker(rq.Worker):
                 logger.debug("keeper: %s", e)
             except Exception:  # the keeper must never die
                 logger.exception("worker %s: keeper step failed", self.name)
-            self._stopping.wait(min(period, 0.25) if self._stop_requested_at is not None else period)
+            wait = min(period, 0.25) if self._stop_requested_at is not None else period
+            deadlines = [taken.deadline for taken in list(self._held.values()) if taken.deadline is not None]
+            if deadlines:  # threads mode: fail a job past its timeout within ~10 ms
+                wait = max(0.01, min(wait, min(deadlines) - time.monotonic()))
+            self._nudge.wait(wait)
+            self._nudge.clear()
 
     def _check_deadlines(self) -> None:
         """Fork mode: stop a job process past the grace or its timeout. Threads: fail jobs past their timeout."""
@@ -566,7 +593,8 @@ class Worker(rq.Worker):
         lc = self._lifecycle
         ttl = timeout or math.ceil((lc.stalled_interval if lc else 30) * 2) + 60
         with self.connection.pipeline() as pipe:
-            pipe.hset(self.key, "last_heartbeat", lifecycle.rq_time(time.time()))
+            pipe.hset(self.key, mapping={"last_heartbeat": lifecycle.rq_time(time.time()),
+                                         "state": "busy" if self._held else "idle"})
             pipe.expire(self.key, ttl)
             pipe.execute()
 
@@ -591,6 +619,7 @@ class Worker(rq.Worker):
             deadline = self._stop_requested_at + (grace if first else 0)  # type: ignore[operator]
             self._grace_deadline = deadline if self._grace_deadline is None else min(self._grace_deadline, deadline)
         self._stopping.set()
+        self._nudge.set()
         if self._running:
             self._arm_alarm()
         if not first and self._child_pid:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -67,3 +68,21 @@ def manage(*args: str, env: dict[str, str] | None = None, **kwargs) -> subproces
 def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env or manage_env(),
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(params=("processes", "threads", "fork"))
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each execution mode in turn (QUEUES[...]["mode"]), for tests whose workers must behave the same in all."""
+    return request.param
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Any]:
+    """Start ``manage.py`` processes (``workers.start("rqworker", "email")``); killed with their children after."""
+    from tests.helpers import Workers
+
+    started = Workers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()

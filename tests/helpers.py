@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psutil
 import redis
@@ -14,7 +17,7 @@ from django.test import Client
 from rq.results import Result
 
 from queues import get_queue
-from tests.conftest import manage
+from tests.conftest import ROOT, manage, manage_env
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,
@@ -94,3 +97,42 @@ def staff_client(username: str, *codenames: str) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+class Workers:
+    """``manage.py`` processes a test starts, each writing its output to a file (a pipe nobody reads would fill up
+    and block a busy worker); whatever is still running at the end is killed with its children. The ``workers``
+    fixture (tests/conftest.py) hands one to a test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = self.folder / f"{len(self.procs)}-{'-'.join(args)}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT,
+                                    env=env or manage_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc.log = log  # type: ignore[attr-defined]
+        proc.args_text = " ".join(args)  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                kill_tree(proc)
+                proc.wait(timeout=10)
+            print(f"--- manage.py {proc.args_text} (pid {proc.pid}, exit {proc.returncode}) ---\n{output(proc)}")
+
+
+def output(proc: subprocess.Popen) -> str:
+    """What a process started by :class:`Workers` has written so far."""
+    return proc.log.read_text()  # type: ignore[attr-defined]
+
+
+def processes_env() -> dict[str, str]:
+    """The environment of a worker whose queues run in worker processes (as the process-counting tests need), even
+    when the suite runs with another QUEUES_TEST_MODE."""
+    mode = os.environ.get("QUEUES_TEST_MODE")
+    return manage_env(QUEUES_TEST_MODE="processes" if mode == "threads" else mode or "")

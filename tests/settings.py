@@ -21,7 +21,15 @@ QUEUES.update({
     "limited": {"limiter": {"max": 10, "duration": 1}, "default_job_options": {"attempts": 1}},
     "stalls": {"stalled_interval": 3, "max_stalled_count": 1, "default_job_options": {"attempts": 1}},
     "pool": {"concurrency": 3, "default_job_options": {"attempts": 1}},
+    # Execution modes (tests/test_modes.py): recycling leaky processes, many jobs at once in threads.
+    "leaky": {"max_memory_per_process": 400, "max_jobs_per_process": 4, "stalled_interval": 3,
+              "default_job_options": {"attempts": 1}},
+    "threaded": {"mode": "threads", "concurrency": 50, "default_job_options": {"attempts": 1}},
 })
+# The tests that must hold in every execution mode run their workers with QUEUES_TEST_MODE set to the mode: every
+# queue that does not name its own mode then takes it.
+if os.environ.get("QUEUES_TEST_MODE"):
+    QUEUES = {name: {"mode": os.environ["QUEUES_TEST_MODE"], **spec} for name, spec in QUEUES.items()}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Worker processes started by tests must open the test database: SQLite's default test database lives in memory.

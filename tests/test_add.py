@@ -14,6 +14,7 @@ import redis
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import override_settings
+from rq.serializers import JSONSerializer
 
 from queues import (
     InvalidJobData,
@@ -24,6 +25,7 @@ from queues import (
     get_queue,
     job,
 )
+from queues.job import RQJob
 from queues.worker import SimpleWorker
 from tests.testapp.jobs import add, fail_then_record, record
 
@@ -54,10 +56,18 @@ def test_add__by_registered_name(redis_client: redis.Redis) -> None:
 
 
 def test_add__job_is_stored_as_json(redis_client: redis.Redis) -> None:
-    """Write the job's call as JSON, never pickle."""
-    handle = get_queue("email").add(record, {"key": "k", "value": "é"})
-    stored = json.loads(zlib.decompress(redis_client.hget(f"rq:job:{handle.id}", "data")))
-    assert stored == ["tests.testapp.jobs.record", None, [], {"key": "k", "value": "é"}]
+    """Write the job's call as JSON, never pickle: compact JSON while that is shorter than RQ's zlib of it (a small
+    job's hash then keeps Redis's compact encoding), else zlib-compressed JSON as RQ writes it; RQ reads both."""
+    small = get_queue("email").add(record, {"key": "k", "value": "v"})
+    large = get_queue("email").add(record, {"key": "k", "value": "é" * 500})
+
+    raw = redis_client.hget(f"rq:job:{small.id}", "data")
+    assert json.loads(raw) == ["tests.testapp.jobs.record", None, [], {"key": "k", "value": "v"}]
+    assert redis_client.object("encoding", f"rq:job:{small.id}") == b"listpack"
+    raw = redis_client.hget(f"rq:job:{large.id}", "data")
+    assert json.loads(zlib.decompress(raw)) == ["tests.testapp.jobs.record", None, [], {"key": "k", "value": "é" * 500}]
+    for handle, value in ((small, "v"), (large, "é" * 500)):
+        assert RQJob.fetch(handle.id, connection=redis_client, serializer=JSONSerializer).kwargs["value"] == value
 
 
 def test_add__get_job_finds_it_again() -> None:

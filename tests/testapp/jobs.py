@@ -229,3 +229,59 @@ def fail_first_runs(key: str, failures: int) -> int:
 def fail_on_email(reason: str) -> None:
     """Raise ``RuntimeError(reason)``: a failing job of the "email" queue."""
     raise RuntimeError(reason)
+
+
+# The job lifecycle under faults, and the execution modes (tests/test_lifecycle_faults.py, tests/test_modes.py).
+
+
+@job("stalls")
+def flow(key: str, seconds: float = 0) -> str:
+    """Record this job's id on ``key`` (a run), sleep ``seconds``, and return the worker's name."""
+    running = current_job()
+    assert running is not None
+    get_connection().rpush(key, running.id)
+    time.sleep(seconds)
+    return running.rq_job.worker_name
+
+
+@job("stalls")
+def fenced(key: str, seconds: float) -> str:
+    """Record ``<worker>|<pid>`` on ``key``; sleep ``seconds`` on the first run sharing ``key``; return the worker."""
+    connection = get_connection()
+    running = current_job()
+    assert running is not None
+    first = connection.incr(f"{key}:runs") == 1
+    connection.rpush(key, f"{running.rq_job.worker_name}|{os.getpid()}")
+    if first:
+        time.sleep(seconds)
+    connection.rpush(f"{key}:done", running.rq_job.worker_name)
+    return running.rq_job.worker_name
+
+
+@job("stalls")
+def exit_first_run(key: str) -> int:
+    """Record the pid on ``key``; on the first run sharing ``key``, end this process at once (``os._exit``)."""
+    connection = get_connection()
+    connection.rpush(key, str(os.getpid()))
+    if connection.incr(f"{key}:runs") == 1:
+        os._exit(3)
+    return os.getpid()
+
+
+_leaked: list[bytes] = []
+
+
+@job("leaky")
+def leak(key: str, mib: int) -> int:
+    """Keep ``mib`` MiB for good (a leaky job); record ``<pid>`` on ``key``."""
+    _leaked.append(b"x" * (mib * 1024 * 1024))
+    get_connection().rpush(key, str(os.getpid()))
+    return os.getpid()
+
+
+@job("threaded")
+def nap(key: str, seconds: float) -> None:
+    """Sleep ``seconds``; record ``<start>|<end>`` on ``key``."""
+    started = time.time()
+    time.sleep(seconds)
+    get_connection().rpush(key, f"{started!r}|{time.time()!r}")

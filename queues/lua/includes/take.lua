@@ -81,7 +81,7 @@ local function take(k, a)
             redis.call('HSET', key, 'status', 'started', 'started_at', now_text, 'worker_name', worker,
                        'last_heartbeat', now_text)
             if limit_max > 0 then
-              redis.call('ZADD', window, now, now .. ':' .. id)
+              redis.call('ZADD', window, now, id .. ':' .. token)  -- this take's own entry
               redis.call('PEXPIRE', window, math.ceil(limit_for * 1000) + 1000)
             end
             emit(events, maxlen, 'active', 'job_id', id, 'prev', prev)

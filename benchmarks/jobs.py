@@ -1,0 +1,24 @@
+"""The ``bench`` queue's job functions (``benchmarks.settings``): what ``benchmarks/run.py`` adds."""
+
+import time
+
+from queues import job
+from queues.connection import get_connection
+
+
+@job("bench")
+def noop(**data: object) -> None:
+    """Do nothing: the benchmarks measure the queue, not the job."""
+
+
+@job("bench")
+def sleep(seconds: float, **data: object) -> None:
+    """Sleep ``seconds``: an I/O-bound job (what threads mode is for)."""
+    time.sleep(seconds)
+
+
+@job("bench")
+def stamp(key: str) -> None:
+    """Push ``time.time()`` at the start of the run onto the Redis list ``key`` (add-to-start latency)."""
+    started = time.time()
+    get_connection().rpush(key, repr(started))
