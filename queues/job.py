@@ -60,6 +60,11 @@ class _Time:
         job.__dict__[self.key] = value
 
 
+def rq_time(at: float) -> str:
+    """RQ's time text (``rq.utils.utcformat``) for the POSIX time ``at``."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _parse_time(raw: bytes) -> datetime | None:
     """RQ's time text (``utcformat``) as an aware datetime, the way ``rq.utils.str_to_date`` reads it."""
     if not raw:
@@ -208,10 +213,19 @@ class Job:
     it too, or directly as ``job.rq_job``.
     """
 
-    __slots__ = ("rq_job",)
+    __slots__ = ("_rq_job", "_hash")
 
-    def __init__(self, rq_job: BaseRQJob) -> None:
-        self.rq_job = rq_job
+    def __init__(self, rq_job: BaseRQJob | None = None, *,
+                 new: tuple[str, dict[bytes, bytes], Any] | None = None) -> None:
+        self._rq_job = rq_job
+        self._hash = new  # (id, hash fields, connection) of a job just added: built into an RQ job on first use
+
+    @property
+    def rq_job(self) -> BaseRQJob:
+        if self._rq_job is None:
+            assert self._hash is not None
+            self._rq_job = RQJob.from_hash(*self._hash)
+        return self._rq_job
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name!r} on {self.queue_name!r}>"
@@ -227,7 +241,7 @@ class Job:
 
     @property
     def id(self) -> str:
-        return self.rq_job.id
+        return self._hash[0] if self._rq_job is None and self._hash is not None else self.rq_job.id
 
     @property
     def name(self) -> str:

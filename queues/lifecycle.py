@@ -25,24 +25,18 @@ import time
 import zlib
 from base64 import b64encode
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from rq.defaults import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL
 
 from .conf import get_config, get_definition
-from .job import EVENT_RETURN_VALUE_MAX_BYTES, FAILED_REASON_MAX_CHARS, RQJob
+from .job import EVENT_RETURN_VALUE_MAX_BYTES, FAILED_REASON_MAX_CHARS, RQJob, rq_time
 from .queue import limiter_args
 from .scripts import JOB_PREFIX, PROMOTE_LIMIT, RESULTS_PREFIX, QueueKeys, script
 
 logger = logging.getLogger("queues.worker")
 STALL_BATCH = 100  # stalled jobs one call of the stalled script moves at most
-
-
-def rq_time(at: float) -> str:
-    """RQ's time text (``rq.utils.utcformat``) for the POSIX time ``at``."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(slots=True)

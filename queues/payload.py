@@ -20,6 +20,7 @@ from django.db.models import Model, QuerySet
 from .exceptions import InvalidJobData, PayloadTooLarge
 
 _SCALARS = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, bool, type(None)})  # exactly these types need no look (a float may be NaN)
 
 
 def _hint(value: Any) -> str:
@@ -57,7 +58,8 @@ def _walk(value: Any, path: str, seen: set[int]) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidJobData(f"job data {path} has the key {key!r}: JSON object keys must be strings.")
-            _walk(item, f"{path}[{key!r}]", seen)
+            if type(item) not in _PLAIN:  # most data is flat: no path built, no call, for a plain value
+                _walk(item, f"{path}[{key!r}]", seen)
         seen.discard(id(value))
         return
     if isinstance(value, list):
@@ -78,15 +80,21 @@ def check_payload(data: Any, max_bytes: int) -> int:
         InvalidJobData: ``data`` holds something JSON cannot carry; the message names where and what to pass.
         PayloadTooLarge: the JSON is over ``max_bytes``.
     """
+    return len(encode_payload(data, max_bytes).encode())
+
+
+def encode_payload(data: Any, max_bytes: int) -> str:
+    """``data`` as compact JSON, once :func:`check_payload`'s rules hold (it raises as that does)."""
     if not isinstance(data, Mapping) or not isinstance(data, dict):
         raise InvalidJobData(
             f"job data must be a dict of keyword arguments for the job function, not {type(data).__name__}."
         )
     _walk(data, "data", set())
-    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    size = len(encoded) if encoded.isascii() else len(encoded.encode())
     if size > max_bytes:
         raise PayloadTooLarge(
             f"job data is {size:,} bytes as JSON, over the {max_bytes:,}-byte limit (QUEUES_MAX_PAYLOAD_BYTES): "
             "keep large content in the database or a file and pass its id."
         )
-    return size
+    return encoded

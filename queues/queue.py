@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
+from uuid import uuid4
 
 import redis
 import rq
@@ -20,14 +25,15 @@ from .conf import get_config, get_definition
 from .connection import get_connection
 from .events import publish
 from .exceptions import InvalidJobData, InvalidJobOptions, UnknownJob
-from .job import Job, RQJob
+from .job import Job, RQJob, rq_time
 from .options import JobOptions
-from .payload import check_payload
+from .payload import encode_payload
 from .registry import get_job_definition
-from .scripts import JOB_PREFIX, QueueKeys, hset_items, script
+from .scripts import JOB_PREFIX, QueueKeys, script
 
 JobSpec = Mapping[str, Any]  # {"job": name or function, "data": {...}, "options": {...}}
 COUNT_COMMANDS = 9  # the commands Queue.counts_on queues
+COMPACT_VALUE_BYTES = 64  # Redis keeps a hash compact (listpack) while every value is at most this long
 BLOCK_TIMEOUT_SLACK = 0.1  # seconds a Redis blocking call may overrun its timeout (1 / hz, default hz 10)
 
 
@@ -79,15 +85,32 @@ class RQQueue(rq.Queue):
             self._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
-def job_fields(rq_job: RQJob) -> dict[str, Any]:
-    """The hash of a new job: RQ's fields, less the empty ones (RQ reads a missing field as empty), and ``data`` as
-    compact JSON when that is shorter than RQ's zlib of it (RQ reads both). A small job then stays within Redis's
-    compact hash encoding (every value ≤ 64 bytes): a third of the memory."""
-    fields = {name: value for name, value in rq_job.to_dict().items() if value != ""}
-    plain = json.dumps([rq_job.func_name, None, list(rq_job.args), rq_job.kwargs], separators=(",", ":")).encode()
-    if len(plain) < len(fields["data"]):
-        fields["data"] = plain
-    return fields
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job checked and ready for the add script: its id, name, hash fields, mode (w|p|d) and score."""
+
+    id: str
+    name: str
+    fields: dict[bytes, bytes]
+    mode: str
+    score: float
+
+
+_options: dict[tuple[int, int], tuple[Any, JobOptions, JobOptions]] = {}
+
+
+def _resolved_options(definition: Any, defaults: JobOptions) -> JobOptions:
+    """A job definition's options over its queue's defaults, parsed once per (definition, defaults)."""
+    key = (id(definition), id(defaults))
+    found = _options.get(key)
+    if found is None or found[0] is not definition or found[1] is not defaults:
+        found = _options[key] = (definition, defaults, definition.resolve_options(defaults))
+    return found[2]
+
+
+@cache
+def _json_path(path: str) -> bytes:
+    return json.dumps(path).encode()
 
 
 def limiter_args(queue: str) -> tuple[int, float]:
@@ -154,21 +177,22 @@ class Queue:
         if not prepared:
             return []
         args: list[Any] = [self.rq.key, JOB_PREFIX, get_config().events_max_length]
-        for rq_job, mode, score in prepared:
-            items = hset_items(job_fields(rq_job))
-            args += [rq_job.id, mode, score, rq_job.ttl or -1, rq_job.description, len(items), *items]
+        for new in prepared:
+            args += [new.id, new.mode, new.score, -1, new.name, 2 * len(new.fields)]
+            for item in new.fields.items():
+                args += item
 
         def write() -> list[int]:
             return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
 
         if transaction.get_connection().in_atomic_block:
             transaction.on_commit(write)
-            return [Job(rq_job) for rq_job, _mode, _score in prepared]
+            return [self._handle(new) for new in prepared]
         added = write()
-        return [Job(rq_job) if was_added else self._existing(rq_job)
-                for (rq_job, _mode, _score), was_added in zip(prepared, added, strict=True)]
+        return [self._handle(new) if was_added else self._existing(new)
+                for new, was_added in zip(prepared, added, strict=True)]
 
-    def _prepare_item(self, spec: JobSpec, index: int) -> tuple[RQJob, str, float]:
+    def _prepare_item(self, spec: JobSpec, index: int) -> NewJob:
         """:meth:`_prepare` for an item of ``add_bulk``: every error names the item, to find it among many."""
         try:
             return self._prepare(spec, index)
@@ -176,7 +200,10 @@ class Queue:
             where = f"add_bulk item {index}"
             raise type(e)(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
 
-    def _prepare(self, spec: JobSpec, index: int) -> tuple[RQJob, str, float]:
+    def _prepare(self, spec: JobSpec, index: int) -> NewJob:
+        """Check one job and build its hash: RQ's fields as RQ writes them (``Job.to_dict``), less the empty ones
+        (RQ reads a missing field as empty), and ``data`` as compact JSON while that keeps a small job within
+        Redis's compact hash encoding (values of 64 bytes at most), else as RQ's zlib of it (RQ reads both)."""
         where = f"add({spec.get('job')!r})" if index == 0 else f"add_bulk item {index}"
         unknown = set(spec) - {"job", "data", "options"}
         if unknown:
@@ -188,33 +215,49 @@ class Queue:
                 f"Job {definition.name!r} belongs to queue {definition.queue!r} (its @job decorator), not "
                 f"{self.name!r}: add it with get_queue({definition.queue!r})."
             )
-        options = definition.resolve_options(self.definition.default_job_options)
+        options = _resolved_options(definition, self.definition.default_job_options)
         if spec.get("options"):
             options = JobOptions.parse(spec["options"], f"add({definition.name!r})", options)
         data = spec.get("data")
-        data = {} if data is None else data
-        check_payload(data, get_config().max_payload_bytes)
-        rq_job = self.rq.create_job(definition.path, kwargs=data, description=definition.name, **options.rq_kwargs())
-        rq_job.origin = self.name
-        rq_job.priority = options.priority or None
-        rq_job.keep_completed = options.remove_on_complete.spec()
-        rq_job.keep_failed = options.remove_on_fail.spec()
-        if options.backoff.jitter or options.backoff.type not in ("fixed", "exponential"):
-            rq_job.backoff = options.backoff.spec()
+        encoded = encode_payload({} if data is None else data, get_config().max_payload_bytes)
+        job_id = options.job_id or str(uuid4())
         now = time.time()
         due = options.due(now)
-        rq_job.enqueued_at = datetime.fromtimestamp(now, UTC)
+        stamp = rq_time(now).encode()
+        call = b"[%s,null,[],%s]" % (_json_path(definition.path), encoded.encode())
+        if len(call) > COMPACT_VALUE_BYTES:
+            call = min(call, zlib.compress(call), key=len)
+        retries = options.attempts - 1
+        fields = {
+            b"created_at": stamp, b"enqueued_at": stamp, b"data": call, b"description": definition.name.encode(),
+            b"origin": self.name.encode(), b"status": b"scheduled" if due is not None else b"queued",
+            b"timeout": b"%d" % (math.ceil(options.timeout) if options.timeout else rq.Queue.DEFAULT_TIMEOUT),
+            b"result_ttl": b"%d" % options.remove_on_complete.ttl(),
+            b"failure_ttl": b"%d" % options.remove_on_fail.ttl(),
+        }
+        if retries:
+            fields[b"retries_left"] = b"%d" % retries
+            fields[b"retry_intervals"] = json.dumps(options.backoff.base_delays(retries)).encode()
+        for field, value in ((b"keep_completed", options.remove_on_complete.spec()),
+                             (b"keep_failed", options.remove_on_fail.spec())):
+            if value:
+                fields[field] = value.encode()
+        if options.backoff.jitter or options.backoff.type not in ("fixed", "exponential"):
+            fields[b"backoff"] = options.backoff.spec().encode()
+        if options.priority:
+            fields[b"priority"] = b"%d" % options.priority
         if due is not None:
-            rq_job._status = JobStatus.SCHEDULED
-            return rq_job, "d", due
-        rq_job._status = JobStatus.QUEUED
-        if rq_job.priority:
-            return rq_job, "p", rq_job.priority
-        return rq_job, "w", 0
+            return NewJob(job_id, definition.name, fields, "d", due)
+        if options.priority:
+            return NewJob(job_id, definition.name, fields, "p", options.priority)
+        return NewJob(job_id, definition.name, fields, "w", 0)
 
-    def _existing(self, rq_job: RQJob) -> Job:
-        existing = self.get_job(rq_job.id)
-        return existing if existing is not None else Job(rq_job)
+    def _handle(self, new: NewJob) -> Job:
+        return Job(new=(new.id, new.fields, self.connection))
+
+    def _existing(self, new: NewJob) -> Job:
+        existing = self.get_job(new.id)
+        return existing if existing is not None else self._handle(new)
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or None when there is none (never added, or removed)."""

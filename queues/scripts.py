@@ -36,7 +36,6 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import redis
 from redis.commands.core import Script
@@ -140,13 +139,3 @@ class QueueKeys:
     def for_add(self) -> list[str]:
         return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, QUEUES_SET,
                 self.events]
-
-
-def hset_items(mapping: dict[str, Any]) -> list[Any]:
-    """``HSET`` arguments for a job's fields, as RQ stores them (None left out)."""
-    items: list[Any] = []
-    for field, value in mapping.items():
-        if value is not None:
-            items.append(field)
-            items.append(value if isinstance(value, bytes | str) else str(value))
-    return items

@@ -127,6 +127,7 @@ class Worker(rq.Worker):
         self._stop_requested_at: float | None = None
         self._stopping = threading.Event()
         self._nudge = threading.Event()  # wakes the keeper early (a stop, a job with a deadline in threads mode)
+        self._keeper_wakes_at = 0.0
         self._held: dict[str, Taken] = {}  # lock member -> the job, for every job this process runs
         self._grace_deadline: float | None = None
         self._job_deadline: float | None = None
@@ -342,8 +343,8 @@ class Worker(rq.Worker):
             self._arm_alarm()
         else:
             taken.deadline = deadline
-            if deadline is not None:
-                self._nudge.set()  # the keeper fails it at its deadline
+            if deadline is not None and deadline < self._keeper_wakes_at:
+                self._nudge.set()  # the keeper looks again before this deadline: it fails the job then
         context = _current_job.set(job)
         try:
             value = function(*args, **kwargs)
@@ -365,7 +366,8 @@ class Worker(rq.Worker):
             if in_main:
                 close_old_connections()
             else:
-                connections.close_all()  # this thread's connections only
+                for connection in connections.all(initialized_only=True):  # this thread's, the ones it opened
+                    connection.close()
         return lifecycle.completed(job, value, self.name)
 
     def _job(self, taken: Taken) -> RQJob:
@@ -531,16 +533,14 @@ class Worker(rq.Worker):
         period = max(0.5, lc.stalled_interval / 3)
         next_beat = 0.0
         while not (self._stopping.is_set() and not self._held):
-            now = time.monotonic()
             try:
-                lost = lc.extend(list(self._held.values()))
-                for taken in lost:
-                    if not taken.lost:
-                        taken.lost = True
-                        logger.error("job id=%s queue=%s: its lock was lost (it stalled and may run elsewhere); its "
-                                     "outcome will not be written", taken.id, taken.queue)
-                if now >= next_beat:
-                    next_beat = now + period
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + period
+                    for taken in lc.extend(list(self._held.values())):
+                        if not taken.lost:
+                            taken.lost = True
+                            logger.error("job id=%s queue=%s: its lock was lost (it stalled and may run elsewhere); "
+                                         "its outcome will not be written", taken.id, taken.queue)
                     self.heartbeat()
                     for queue in lc.queues:
                         self._announce_stalls(queue, lc.recover_stalled(queue))
@@ -549,10 +549,14 @@ class Worker(rq.Worker):
                 logger.debug("keeper: %s", e)
             except Exception:  # the keeper must never die
                 logger.exception("worker %s: keeper step failed", self.name)
-            wait = min(period, 0.25) if self._stop_requested_at is not None else period
+            wait = next_beat - time.monotonic()
+            if self._stop_requested_at is not None:
+                wait = min(wait, 0.25)  # the grace is looked at four times a second
             deadlines = [taken.deadline for taken in list(self._held.values()) if taken.deadline is not None]
             if deadlines:  # threads mode: fail a job past its timeout within ~10 ms
-                wait = max(0.01, min(wait, min(deadlines) - time.monotonic()))
+                wait = min(wait, min(deadlines) - time.monotonic())
+            wait = max(wait, 0.01)
+            self._keeper_wakes_at = time.monotonic() + wait
             self._nudge.wait(wait)
             self._nudge.clear()
 

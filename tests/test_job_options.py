@@ -550,6 +550,22 @@ def test_retention__age_drops_jobs_older_than_it_and_only_those(redis_client: re
     assert sorted(redis_client.zrange(registry, 0, -1)) == sorted([young.id.encode(), last.id.encode()])
 
 
+def test_retention__the_trim_in_a_finish_is_bounded(redis_client: redis.Redis) -> None:
+    """Remove at most 100 expired jobs in the step that records one job's end (the rest go with the next ones), so
+    a registry with a long backlog of expired jobs never holds Redis for long."""
+    stale = time.time() - 10
+    for n in range(250):
+        redis_client.hset(f"rq:job:stale-{n}", mapping={"status": "finished", "origin": "email"})
+        redis_client.zadd("rq:finished:email", {f"stale-{n}": stale})
+    queue = get_queue("email")
+    for expected in (150, 50, 0):
+        queue.add(jobs.add, {"a": 1, "b": 1}, remove_on_complete={"age": 3600})
+        run_burst("email")
+        left = sum(1 for n in range(250) if redis_client.exists(f"rq:job:stale-{n}"))
+        assert left == expected
+        assert redis_client.zcount("rq:finished:email", "-inf", stale) == expected
+
+
 @pytest.mark.parametrize("option", RETENTION)
 def test_retention__true_removes_at_once(redis_client: redis.Redis, option: str) -> None:
     """Remove a job added with True as soon as it finishes: hash, results and registry entry."""

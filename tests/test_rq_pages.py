@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core import checks
 from django.test import Client, override_settings
@@ -57,3 +59,37 @@ def test_rq_pages__not_mounted_unguarded_in_the_admin(admin_client: Client) -> N
     with override_settings(RQ_SHOW_ADMIN_LINK=True):
         [warning] = [m for m in checks.run_checks() if m.id == "queues.W001"]
     assert "RQ_SHOW_ADMIN_LINK = False" in warning.hint
+
+
+def test_rq_pages__rq_reads_every_job_the_worker_ran_its_status_and_result() -> None:
+    """Show a job this app's worker completed, and one it failed, as RQ's own readers see them: `Job.fetch` with the
+    JSON serializer (status, return value, the failure's traceback), and django-rq's job page (status, result)."""
+    import rq
+    from rq.serializers import JSONSerializer
+
+    from queues.connection import get_connection
+    from queues.worker import SimpleWorker
+    from tests.helpers import signals_restored
+    from tests.testapp.jobs import fail_on_email
+
+    done = get_queue("email").add(add, {"a": 20, "b": 22})
+    failed = get_queue("email").add(fail_on_email, {"reason": "boom"}, attempts=1)
+    with signals_restored():
+        SimpleWorker(["email"]).work(burst=True)
+
+    connection = get_connection()
+    fetched = rq.job.Job.fetch(done.id, connection=connection, serializer=JSONSerializer)
+    assert (fetched.get_status(), fetched.return_value(), fetched.func_name, fetched.kwargs) == (
+        "finished", 42, "tests.testapp.jobs.add", {"a": 20, "b": 22})
+    assert fetched.started_at <= fetched.ended_at
+    fetched = rq.job.Job.fetch(failed.id, connection=connection, serializer=JSONSerializer)
+    assert fetched.get_status() == "failed"
+    assert "RuntimeError: boom" in fetched.latest_result().exc_string
+    assert failed.id in rq.registry.FailedJobRegistry("email", connection=connection).get_job_ids()
+
+    index = get_queues_map()["email"]
+    reader = staff("reader", "view_queue")
+    page = reader.get(reverse("django_rq:job_detail", args=[index, done.id])).content.decode()
+    assert 'rq-state-finished">finished<' in page and "SUCCESSFUL" in page
+    [result_page] = set(re.findall(rf"/admin/django-rq/queues/{index}/{done.id}/results?/[^\"']+", page))
+    assert "42" in reader.get(result_page).content.decode()  # the return value, from the results stream
