@@ -132,9 +132,12 @@ def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_client(config: Mapping[str, Any], *, retries: int) -> redis.Redis:
-    """A new client for ``config``; ``retries=-1`` retries a lost connection without limit."""
+def build_client(config: Mapping[str, Any], *, retries: int, max_connections: int | None = None) -> redis.Redis:
+    """A new client for ``config``; ``retries=-1`` retries a lost connection without limit. ``max_connections``:
+    the pool's size (redis-py's default is 100: a threads worker blocks one connection per idle thread)."""
     kwargs = connection_kwargs(config)
+    if max_connections is not None:
+        kwargs["max_connections"] = max_connections
     kwargs["retry"] = LostConnectionRetry(EqualJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), retries)
     return redis.Redis(connection_pool=ConnectionPool(**kwargs))
 

@@ -21,12 +21,14 @@ import logging
 import math
 import os
 import secrets
+import threading
 import time
 import zlib
 from base64 import b64encode
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import redis
 from rq.defaults import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL
 
@@ -153,6 +155,8 @@ class Lifecycle:
         self.keys = {name: QueueKeys.of(name) for name in queues}
         self.take_keys = [key for name in queues for key in self.keys[name].for_take()]
         self.markers = [self.keys[name].marker for name in queues]
+        self.finish_keys = {name: self.keys[name].for_finish() for name in queues}
+        self.finish_and_take_keys = {name: self.finish_keys[name] + self.take_keys for name in queues}
         self.limits = [value for name in queues for value in limiter_args(name)]
         definitions = [get_definition(name) for name in queues]
         self.stalled_interval = min(definition.stalled_interval for definition in definitions)
@@ -160,8 +164,8 @@ class Lifecycle:
         config = get_config()
         self.events_max_length = config.events_max_length
         self.metrics_minutes = config.metrics_minutes
-        self._take = script(connection, "take")
-        self._finish = script(connection, "finish")
+        self._take = _Direct(connection, script(connection, "take"))
+        self._finish = _Direct(connection, script(connection, "finish"))
         self._extend = script(connection, "extend")
         self._stalled = script(connection, "stalled")
         self._prefix = secrets.token_hex(4)
@@ -174,9 +178,11 @@ class Lifecycle:
         """A lock token no other take of any worker uses."""
         return f"{self._prefix}{next(self._counter):x}"
 
-    def _take_args(self, token: str, *, reclaim: bool) -> list[Any]:
-        now = time.time()
-        return [f"{now:.6f}", rq_time(now), JOB_PREFIX, PROMOTE_LIMIT, self.events_max_length, token,
+    def _take_args(self, token: str, *, reclaim: bool, now: float | None = None,
+                   now_text: str | None = None) -> list[Any]:
+        if now is None:
+            now = time.time()
+        return [f"{now:.6f}", now_text or rq_time(now), JOB_PREFIX, PROMOTE_LIMIT, self.events_max_length, token,
                 f"{now + self.lock_for:.6f}", self.worker_name, "1" if reclaim else "0", *self.limits]
 
     def _read_take(self, reply: list[Any], token: str) -> tuple[Taken | None, float | None]:
@@ -199,15 +205,16 @@ class Lifecycle:
         Returns whether the lock was held (False: nothing was written, "Missing lock"), and the take's result.
         """
         now = time.time()
-        keys = self.keys[taken.queue].for_finish()
-        args: list[Any] = [taken.id, taken.token, outcome.kind, f"{now:.6f}", rq_time(now), JOB_PREFIX,
+        now_text = rq_time(now)
+        keys = self.finish_keys[taken.queue]
+        args: list[Any] = [taken.id, taken.token, outcome.kind, f"{now:.6f}", now_text, JOB_PREFIX,
                            RESULTS_PREFIX, outcome.ttl, outcome.keep, int(now // 60), self.metrics_minutes,
                            self.events_max_length, f"{outcome.due:.6f}", len(outcome.hash_items),
                            len(outcome.result_items), len(outcome.event_items), *outcome.hash_items,
                            *outcome.result_items, *outcome.event_items]
         if next_token is not None:
-            keys = keys + self.take_keys
-            args += self._take_args(next_token, reclaim=reclaim)
+            keys = self.finish_and_take_keys[taken.queue]
+            args += self._take_args(next_token, reclaim=reclaim, now=now, now_text=now_text)
         reply = self._finish(keys=keys, args=args)
         held = reply[0] == 1
         if next_token is None:
@@ -246,6 +253,43 @@ class Lifecycle:
             self.connection.bzpopmin(self.markers, timeout=max(0.001, math.floor(timeout * 1000) / 1000))
 
 
+class _Direct:
+    """One script of the hot path, sent as EVALSHA on a connection of the calling thread's own, straight through
+    redis-py's ``Connection`` and hiredis's packer: no pool check-out, no retry wrapper, no per-call bookkeeping.
+
+    A connection error is raised as it comes (the caller decides whether to send again, see the module docstring);
+    a server that lost its scripts (a restart) gets the script loaded again and the call sent again.
+    """
+
+    def __init__(self, client: redis.Redis, script: Any) -> None:
+        self.client = client
+        self.script = script
+        self.sha = script.sha
+        self._local = threading.local()
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:  # this thread's own, outside the pool (which the idle wait and the keeper use)
+            pool = self.client.connection_pool
+            connection = self._local.connection = pool.connection_class(**pool.connection_kwargs)
+        packed = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))
+        try:
+            connection.send_packed_command([packed])
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(self.script.script)
+            connection.send_packed_command([packed])
+            return connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+            raise
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.disconnect()
+
+
 def _lose_reply(connection: redis.Redis, call: Any) -> Any:
     """A fault-test hook (``QUEUES_TEST_LOSE_REPLY=take,finish``): the first call of the script runs in Redis, but
     its reply is lost (the socket is closed before it is read), as when a connection drops at the worst moment."""
@@ -256,7 +300,7 @@ def _lose_reply(connection: redis.Redis, call: Any) -> Any:
         if lost:
             return call(keys=keys, args=args)
         lost = True
-        connection.script_load(call.script)
+        connection.script_load(call.script.script)
         pool = connection.connection_pool
         conn = pool.get_connection()
         try:

@@ -168,7 +168,9 @@ class Worker(rq.Worker):
     def run(self, *, burst: bool = False, max_jobs: int | None = None) -> bool:
         """Take and run jobs in this process until stopped; return True."""
         names = [queue.name for queue in self.queues]
-        client = build_client(get_config().redis, retries=0)  # the hot path never re-sends by itself
+        # The hot path never re-sends by itself; the pool serves the idle waits (one per thread) and the keeper.
+        threads = self._definitions[0].concurrency if self.mode == "threads" else 1
+        client = build_client(get_config().redis, retries=0, max_connections=max(100, 2 * threads + 10))
         self._lifecycle = Lifecycle(client, names, self.name)
         main = threading.current_thread() is threading.main_thread()
         if main:
@@ -183,7 +185,7 @@ class Worker(rq.Worker):
             if self.mode == "threads":
                 self._run_threads(burst=burst, max_jobs=max_jobs)
             else:
-                run = self._run_forked if self.mode == "fork" else self._run_inline
+                run = self._run_forked if self.mode == "fork" and not self.in_process else self._run_inline
                 self._loop(run, burst=burst, max_jobs=max_jobs)
         except Stopped:
             pass
@@ -329,9 +331,9 @@ class Worker(rq.Worker):
             args, kwargs = job.args, job.kwargs
         except Exception as e:  # refused, or data that cannot be read
             return self._failure(job, e, traceback.format_exc(), retry=False)
-        if jobs_logger.isEnabledFor(logging.INFO):
-            jobs_logger.info("job active id=%s name=%s queue=%s attempt=%d", job.id, job.description, job.origin,
-                             lifecycle.attempts_before(job) + 1)
+        if jobs_logger.isEnabledFor(logging.DEBUG):  # one INFO line per job is enough: its outcome
+            jobs_logger.debug("job active id=%s name=%s queue=%s attempt=%d", job.id, job.description, job.origin,
+                              lifecycle.attempts_before(job) + 1)
         if job_active.receivers:
             send(job_active, Job(job), attempts_made=lifecycle.attempts_before(job))
         timeout = job.timeout
@@ -649,6 +651,7 @@ class Worker(rq.Worker):
 
 
 class SimpleWorker(Worker):
-    """The same worker, taking jobs in this process only (no supervisor): for tests and scripts."""
+    """The same worker, taking jobs in this process only (no supervisor, and no fork even for a "fork" queue, as
+    RQ's SimpleWorker): for tests and scripts."""
 
     in_process = True
