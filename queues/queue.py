@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 from uuid import uuid4
 
+import msgpack
 import redis
 import rq
 from django.db import transaction
@@ -178,9 +179,8 @@ class Queue:
             return []
         args: list[Any] = [self.rq.key, JOB_PREFIX, get_config().events_max_length]
         for new in prepared:
-            args += [new.id, new.mode, new.score, -1, new.name, 2 * len(new.fields)]
-            for item in new.fields.items():
-                args += item
+            args += [new.id, new.mode, new.score, -1, new.name,
+                     msgpack.packb([item for pair in new.fields.items() for item in pair], use_bin_type=False)]
 
         def write() -> list[int]:
             return script(self.connection, "add")(keys=self.keys.for_add(), args=args)

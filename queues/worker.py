@@ -39,6 +39,7 @@ import redis
 import rq
 from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
+from rq import worker_registration
 from rq.exceptions import NoSuchJobError
 from rq.job import _current_job
 from rq.serializers import JSONSerializer
@@ -48,7 +49,7 @@ from . import lifecycle
 from .conf import get_config, get_definition
 from .connection import WORKER, build_client, get_connection
 from .exceptions import JobRefused, UnrecoverableError
-from .job import Job, RQJob, send
+from .job import Job, RQJob, rq_time, send
 from .lifecycle import REQUEUE, Lifecycle, Outcome, Taken
 from .options import Backoff
 from .pool import RECYCLE_EXIT
@@ -193,15 +194,24 @@ class Worker(rq.Worker):
             self._stopping.set()
             self._nudge.set()
             keeper.join(timeout=2)
-            try:
-                self.register_death()
-            except redis.RedisError:
-                logger.warning("worker %s could not unregister (Redis unreachable)", self.name)
+            self._unregister(client)
             client.close()
         logger.info("worker %s stopped", self.name)
         if self._recycle and self.pooled:
             sys.exit(RECYCLE_EXIT)
         return True
+
+    def _unregister(self, client: redis.Redis) -> None:
+        """RQ's ``register_death`` on the client that never retries: a worker stopping while Redis is unreachable
+        exits instead of waiting for it for ever."""
+        try:
+            with client.pipeline() as pipe:
+                worker_registration.unregister(self, pipe)
+                pipe.hset(self.key, "death", rq_time(time.time()))
+                pipe.expire(self.key, 60)
+                pipe.execute()
+        except redis.RedisError:
+            logger.warning("worker %s could not unregister (Redis unreachable); its entry expires by itself", self.name)
 
     # --- the loop --------------------------------------------------------------------------------------------
 
@@ -235,6 +245,10 @@ class Worker(rq.Worker):
             taken, wake = self._record(taken, outcome, more)
             if not more:
                 return
+            if taken is None:  # the finish found nothing to take next: no second look before waiting
+                if burst:
+                    return
+                self._idle(wake)
 
     def _record(self, taken: Taken, outcome: Outcome, more: bool) -> tuple[Taken | None, float | None]:  # noqa: FBT001
         """Write ``outcome`` under ``taken``'s lock (and take the next job when ``more``); log, send signals."""
@@ -350,6 +364,8 @@ class Worker(rq.Worker):
         context = _current_job.set(job)
         try:
             value = function(*args, **kwargs)
+            if in_main:  # from here an alarm is ignored; one that came just before is handled below, as it came
+                self._running = False
         except GraceExpired:
             logger.warning("job id=%s name=%s queue=%s still running %s s after the stop request: stopping it and "
                            "putting it back to waiting", job.id, job.description, job.origin,
@@ -599,7 +615,7 @@ class Worker(rq.Worker):
         lc = self._lifecycle
         ttl = timeout or math.ceil((lc.stalled_interval if lc else 30) * 2) + 60
         with self.connection.pipeline() as pipe:
-            pipe.hset(self.key, mapping={"last_heartbeat": lifecycle.rq_time(time.time()),
+            pipe.hset(self.key, mapping={"last_heartbeat": rq_time(time.time()),
                                          "state": "busy" if self._held else "idle"})
             pipe.expire(self.key, ttl)
             pipe.execute()

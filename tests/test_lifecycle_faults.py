@@ -167,3 +167,25 @@ def test_faults__worker_frozen_past_its_lock_cannot_write_its_late_outcome(redis
     assert handle.get_state() == "completed"
     assert redis_client.zcard(KEYS.active) == 0
 
+
+
+def test_faults__a_worker_stops_on_sigterm_while_redis_is_down(tmp_path, mode: str, workers: Workers) -> None:
+    """SIGTERM a worker whose Redis has gone away: it stops at once (exit 0) instead of waiting for Redis for ever."""
+    from config.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        proc = workers.start("rqworker", "email", env=manage_env(QUEUES_TEST_MODE=mode, REDIS_URL=server.url))
+        client = redis.Redis.from_url(server.url)
+        wait_for(lambda: client.scard("rq:workers:email") == 1, 30, "the worker to register", proc)
+        client.close()
+    finally:
+        server.stop()
+    time.sleep(2)  # the worker notices on its next idle wait (at most a second)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    proc.wait(timeout=20)
+    took = time.monotonic() - sent
+    print(f"{mode}: exited {proc.returncode} {took:.1f} s after SIGTERM, Redis down")
+    assert proc.returncode == 0, output(proc)
+    assert took < 5

@@ -2,9 +2,9 @@
 --
 -- KEYS: 1 wait list, 2 prioritized zset, 3 scheduled zset, 4 marker, 5 priority counter, 6 the rq:queues set,
 --       7 events stream
--- ARGV: 1 the queue's key (for rq:queues), 2 job key prefix, 3 events max length, then per job: id, mode ('w'
---       waiting, 'p' prioritized, 'd' delayed), score (the priority, or the due time), ttl (-1: none), name, n,
---       then n hash field/value items.
+-- ARGV: 1 the queue's key (for rq:queues), 2 job key prefix, 3 events max length, then 6 per job: id, mode ('w'
+--       waiting, 'p' prioritized, 'd' delayed), score (the priority, or the due time), ttl (-1: none), name, and
+--       the hash's field/value items as one MessagePack array (one argument instead of twenty-odd).
 -- A job whose id exists already is left as it is (BullMQ's de-duplication by job id).
 -- Returns, per job, 1 when it was added and 0 when it existed.
 --- @include "emit"
@@ -17,13 +17,12 @@ local out = {}
 local added = false
 local i = 4
 while i <= #ARGV do
-  local id, mode, score, ttl, name, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]),
-    ARGV[i + 4], tonumber(ARGV[i + 5])
+  local id, mode, score, ttl, name = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
   local key = prefix .. id
   if redis.call('EXISTS', key) == 1 then
     out[#out + 1] = 0
   else
-    redis.call('HSET', key, unpack(ARGV, i + 6, i + 5 + n))
+    redis.call('HSET', key, unpack(cmsgpack.unpack(ARGV[i + 5])))
     if ttl > 0 then redis.call('EXPIRE', key, ttl) end
     emit(events, maxlen, 'added', 'job_id', id, 'name', name)
     if mode == 'w' then
@@ -39,7 +38,7 @@ while i <= #ARGV do
     out[#out + 1] = 1
     added = true
   end
-  i = i + 6 + n
+  i = i + 6
 end
 if added then redis.call('ZADD', KEYS[4], 0, '0') end
 return out
