@@ -222,6 +222,16 @@ QUEUES = {
     },
 }
 
+# Job schedulers (BullMQ's upsertJobScheduler): every `rqworker` upserts these when it starts and removes the ones
+# taken out of this dict; runs are added once per tick whatever the number of workers. "pattern" is cron (5 fields,
+# or 6 with seconds first) in "tz" (default TIME_ZONE); or "every": seconds. Other keys are the runs' job options.
+QUEUES_JOB_SCHEDULERS = {
+    # The seed's scheduled maintenance: each queue's retention applied to its old jobs, and notifications that
+    # ended more than NOTIFICATIONS_KEEP_DAYS ago deleted, every day at 03:15.
+    "cleanup": {"queue": "cleanup", "job": "notifications.cleanup", "pattern": "15 3 * * *"},
+}
+NOTIFICATIONS_KEEP_DAYS = env_int("NOTIFICATIONS_KEEP_DAYS", default=90, minimum=1, maximum=100_000, what="days")
+
 # django-rq reads RQ_QUEUES: derive it from QUEUES and QUEUES_REDIS, so the two never disagree, and
 # make its rqworker / rqworker-pool commands run this app's worker class (JSON only).
 RQ_QUEUES = RQQueues()

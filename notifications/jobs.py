@@ -24,14 +24,19 @@ Progress (BullMQ's ``job.updateProgress``): 50 once the row is claimed, 100 once
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import F
 from django.template import TemplateDoesNotExist
 from django.utils import timezone
 
 from queues import Job, UnrecoverableError, current_job, job
+from queues.conf import get_config
+from queues.connection import get_connection
+from queues.maintenance import apply_retention
 
 from .emails import build_message
 from .models import NOT_STARTED, Channel, Notification, Status
@@ -40,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 EMAIL_QUEUE = "email"
 IN_APP_QUEUE = "notifications"
+CLEANUP_QUEUE = "cleanup"
+DEFAULT_KEEP_DAYS = 90
+DELETE_BATCH = 1000
 MAX_ERROR_LENGTH = 2000
 
 
@@ -50,6 +58,36 @@ def ping(message: str = "pong") -> dict[str, str]:
     logger.info("ping job %s (attempt %s): %s", running.id if running else "-",
                 (running.attempts_made + 1) if running else "-", message)
     return {"message": message}
+
+
+@job(CLEANUP_QUEUE, name="notifications.cleanup")
+def cleanup() -> dict[str, Any]:
+    """The seed's scheduled maintenance, run daily by the ``cleanup`` job scheduler (``QUEUES_JOB_SCHEDULERS``).
+
+    Applies every queue's retention (``remove_on_complete`` / ``remove_on_fail``) to its old jobs, then deletes
+    the notifications that ended (sent, failed, canceled) more than ``NOTIFICATIONS_KEEP_DAYS`` days ago
+    (default 90; None keeps them all), a thousand rows per statement. Returns what it removed.
+    """
+    running = current_job()
+    queues = get_config().queues
+    jobs = {}
+    for index, name in enumerate(queues, 1):
+        jobs[name] = apply_retention(get_connection(), name)
+        if running is not None:
+            running.update_progress(round(50 * index / len(queues)))
+    keep_days = getattr(settings, "NOTIFICATIONS_KEEP_DAYS", DEFAULT_KEEP_DAYS)
+    deleted = 0
+    if keep_days is not None:
+        cutoff = timezone.now() - timedelta(days=keep_days)
+        ended = Notification.objects.filter(status__in=[Status.SENT, Status.FAILED, Status.CANCELED],
+                                            updated_at__lt=cutoff)
+        while batch := list(ended.values_list("pk", flat=True)[:DELETE_BATCH]):
+            deleted += Notification.objects.filter(pk__in=batch).delete()[0]
+    if running is not None:
+        running.update_progress(100)
+    logger.info("cleanup: %d old jobs and %d notifications removed",
+                sum(sum(counts.values()) for counts in jobs.values()), deleted)
+    return {"jobs": jobs, "notifications_deleted": deleted}
 
 
 @job(EMAIL_QUEUE, name="notifications.deliver")

@@ -32,6 +32,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 @checks.register("queues")
+def check_schedulers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every scheduler of QUEUES_JOB_SCHEDULERS: its queue, job, rule and options (queues.E014)."""
+    from .schedulers import settings_definitions
+
+    _definitions, problems = settings_definitions()
+    return [checks.Error(msg, hint=hint, id="queues.E014") for msg, hint in problems]
+
+
+@checks.register("queues")
 def check_django_rq(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """django-rq must see every queue, run this app's worker class and never pickle."""
     from .worker import Worker

@@ -2,7 +2,8 @@
 
 Every read here costs the same whatever the number of jobs: counts are ``LLEN`` / ``ZCARD`` (``get_job_counts``),
 the chart comes from the per-minute metrics hashes, and a queue page lists one page of jobs at most. The rows of
-all queues take two round trips (:func:`read_stats`).
+all queues take two round trips (:func:`read_stats`). The one exception, :func:`clean_count` (what a clean's
+confirmation says it removes), reads every job of one state, a batch a call, as the clean itself does.
 
 Health marks (cheap, O(1) per queue):
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -31,6 +32,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from .conf import QueueDefinition, get_config
 from .connection import connection_kwargs, get_connection
 from .job import Job
+from .maintenance import count_old
 from .queue import COUNT_COMMANDS, Queue
 from .scripts import QueueKeys
 
@@ -321,3 +323,13 @@ def job_rows(queue: Queue, state: str, start: int, end: int) -> list[JobRow]:
 def active_progress(queue: Queue, limit: int) -> dict[str, Any]:
     """The progress of the first ``limit`` active jobs, by id (what the queue page refreshes in place)."""
     return {row.id: row.progress for row in job_rows(queue, "active", 0, limit - 1)}
+
+
+def clean_count(queue: Queue, state: str, grace: timedelta) -> int:
+    """How many ``state`` jobs of ``queue`` are older than ``grace`` now: what ``Queue.clean`` with no limit would
+    remove (``queues.maintenance.count_old``, the clean's own script removing nothing, a batch a call).
+
+    Raises:
+        redis.RedisError: Redis cannot be reached.
+    """
+    return count_old(queue.connection, queue.name, state, grace)

@@ -37,3 +37,7 @@ class UnrecoverableError(QueuesError):
 
 class QueueBusy(QueuesError):
     """A destructive action refused because the queue has active jobs (``obliterate(force=True)`` overrides)."""
+
+
+class InvalidScheduler(QueuesError, ValueError):
+    """A job scheduler's id, rule (every / pattern), dates or limit are not valid; the message names the fix."""

@@ -11,6 +11,7 @@ is atomic, the whole operation is not: jobs added meanwhile may or may not be in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,10 +31,11 @@ from rq.scheduler import SCHEDULER_LOCKING_KEY_TEMPLATE
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
+from .conf import get_definition
 from .events import publish
 from .exceptions import InvalidJobOptions, QueueBusy
 from .job import Job, RQJob
-from .scripts import JOB_PREFIX, QUEUES_SET, RESULTS_PREFIX, QueueKeys, registered
+from .scripts import JOB_PREFIX, QUEUES_SET, RESULTS_PREFIX, QueueKeys, registered, script
 
 BATCH = 500  # jobs one script call removes, moves or looks at, at most (measured: 3-9 ms a call, 1M jobs)
 STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed")
@@ -142,10 +144,11 @@ return moved
 
 CLEAN = _DROP + """
 -- KEYS: a list (waiting) or a sorted set. ARGV[5]: 'list' or 'zset', ARGV[6]: cutoff (RQ's time text),
--- ARGV[7]: rank to start at, ARGV[8]: entries to look at, ARGV[9]: jobs to remove at most.
+-- ARGV[7]: rank to start at, ARGV[8]: entries to look at, ARGV[9]: jobs to remove at most, ARGV[10]: '1' to
+-- only find the old jobs (what a clean's confirmation counts), removing nothing.
 -- A job is old when its first set time of ended_at, started_at, created_at is at or before the cutoff (BullMQ:
 -- finishedOn, processedOn, timestamp); a job whose hash is gone is removed too. Returns {ids, next rank, done}.
-local key, list, cutoff = KEYS[1], ARGV[5] == 'list', ARGV[6]
+local key, list, cutoff, dry = KEYS[1], ARGV[5] == 'list', ARGV[6], ARGV[10] == '1'
 local cursor, batch, room = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local ids
 if list then ids = redis.call('LRANGE', key, cursor, cursor + batch - 1)
@@ -159,15 +162,17 @@ for i, id in ipairs(ids) do
     if value and value ~= '' then stamp = value break end
   end
   if not stamp or stamp <= cutoff then
-    if list then redis.call('LSET', key, cursor + i - 1, '') else redis.call('ZREM', key, id) end
-    drop(id)
+    if not dry then
+      if list then redis.call('LSET', key, cursor + i - 1, '') else redis.call('ZREM', key, id) end
+      drop(id)
+    end
     removed[#removed + 1] = id
   else
     kept = kept + 1
   end
 end
-if list and #removed > 0 then redis.call('LREM', key, #removed, '') end
-return {removed, cursor + kept, (#ids < batch and looked == #ids) and 1 or 0}
+if list and #removed > 0 and not dry then redis.call('LREM', key, #removed, '') end
+return {removed, cursor + kept + (dry and #removed or 0), (#ids < batch and looked == #ids) and 1 or 0}
 """
 
 DRAIN = _DROP + """
@@ -357,18 +362,54 @@ def clean(connection: redis.Redis, queue: str, grace: float | timedelta, limit: 
         raise InvalidJobOptions(f"grace must be seconds ≥ 0 or a timedelta, not {grace!r}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InvalidJobOptions(f"limit must be a whole number ≥ 0 (0 or None: no limit), not {limit!r}.")
+    removed = _clean(connection, queue, state, seconds, limit, dry=False)
+    publish(connection, queue, "cleaned", count=len(removed), state=state)
+    return removed
+
+
+def count_old(connection: redis.Redis, queue: str, state: str, grace: timedelta) -> int:
+    """How many ``state`` jobs of ``queue`` :func:`clean` with ``grace`` and no limit would remove now (the same
+    script, removing nothing): what a clean's confirmation says. Reads :data:`BATCH` jobs a call."""
+    return len(_clean(connection, queue, state, grace.total_seconds(), None, dry=True))
+
+
+def _clean(connection: redis.Redis, queue: str, state: str, seconds: float, limit: int | None, *,
+           dry: bool) -> list[str]:
     keys = QueueKeys.of(queue)
     key = {"waiting": keys.wait, "prioritized": keys.prioritized, "delayed": keys.scheduled,
            **registry_keys(queue)}[state]
     cutoff = utcformat(datetime.now(UTC) - timedelta(seconds=seconds))
-    removed: list[str] = []
+    found: list[str] = []
     cursor, done = 0, 0
-    while not done and (not limit or len(removed) < limit):
-        room = BATCH if not limit else min(BATCH, limit - len(removed))
+    while not done and (not limit or len(found) < limit):
+        room = BATCH if not limit else min(BATCH, limit - len(found))
         ids, cursor, done = _run(connection, "clean", [key], [
-            "list" if state == "waiting" else "zset", cutoff, cursor, BATCH, room])
-        removed += [i.decode() for i in ids]
-    publish(connection, queue, "cleaned", count=len(removed), state=state)
+            "list" if state == "waiting" else "zset", cutoff, cursor, BATCH, room, "1" if dry else ""])
+        found += [i.decode() for i in ids]
+    return found
+
+
+def apply_retention(connection: redis.Redis, queue: str) -> dict[str, int]:
+    """Apply the queue's ``remove_on_complete`` / ``remove_on_fail`` (its ``default_job_options``) to every
+    completed and failed job now; return how many of each went.
+
+    Jobs trim their registry as they end (at most 100 per job), and a job hash past its age limit expires in Redis
+    while its registry entry stays listed until then: this is the daily sweep the ``cleanup`` scheduler runs
+    (``notifications.cleanup``). Each call removes at most 200 jobs, so Redis never stalls on it.
+    """
+    options = get_definition(queue).default_job_options
+    keys = QueueKeys.of(queue)
+    removed = {}
+    for state, registry, retention in (("completed", keys.completed, options.remove_on_complete),
+                                       ("failed", keys.failed, options.remove_on_fail)):
+        keep = "" if retention.count is None else retention.count
+        total = 0
+        while True:
+            went = script(connection, "retain")(keys=[registry], args=[time.time(), keep, JOB_PREFIX, RESULTS_PREFIX])
+            total += went
+            if not went:
+                break
+        removed[state] = total
     return removed
 
 

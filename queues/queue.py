@@ -21,7 +21,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from . import maintenance
+from . import maintenance, schedulers
 from .conf import get_config, get_definition
 from .connection import get_connection
 from .events import publish
@@ -177,20 +177,20 @@ class Queue:
                     for index, spec in enumerate(jobs)]
         if not prepared:
             return []
+        if transaction.get_connection().in_atomic_block:
+            transaction.on_commit(lambda: self._write(prepared))
+            return [self._handle(new) for new in prepared]
+        added = self._write(prepared)
+        return [self._handle(new) if was_added else self._existing(new)
+                for new, was_added in zip(prepared, added, strict=True)]
+
+    def _write(self, prepared: list[NewJob]) -> list[int]:
+        """Run the add script for checked jobs; per job, 1 when it was added and 0 when its id existed."""
         args: list[Any] = [self.rq.key, JOB_PREFIX, get_config().events_max_length]
         for new in prepared:
             args += [new.id, new.mode, new.score, -1, new.name,
                      msgpack.packb([item for pair in new.fields.items() for item in pair], use_bin_type=False)]
-
-        def write() -> list[int]:
-            return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
-
-        if transaction.get_connection().in_atomic_block:
-            transaction.on_commit(write)
-            return [self._handle(new) for new in prepared]
-        added = write()
-        return [self._handle(new) if was_added else self._existing(new)
-                for new, was_added in zip(prepared, added, strict=True)]
+        return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
 
     def _prepare_item(self, spec: JobSpec, index: int) -> NewJob:
         """:meth:`_prepare` for an item of ``add_bulk``: every error names the item, to find it among many."""
@@ -367,6 +367,58 @@ class Queue:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
             raise InvalidJobOptions(f"rate_limit takes a number of seconds > 0, not {seconds!r}.")
         self.connection.set(self.keys.rate_limited, "1", px=max(1, round(seconds * 1000)))
+
+    # --- job schedulers (queues.schedulers does the work) -------------------------------------------------------
+
+    def upsert_job_scheduler(self, scheduler_id: str, job: str | Callable[..., Any],
+                             data: dict[str, Any] | None = None, *, every: float | timedelta | None = None,
+                             pattern: str | None = None, tz: str | None = None, start_date: datetime | None = None,
+                             end_date: datetime | None = None, limit: int | None = None, immediately: bool = False,
+                             **options: Any) -> dict[str, Any]:
+        """Create or replace the job scheduler ``scheduler_id`` (BullMQ's ``upsertJobScheduler``); return it as
+        :meth:`get_job_scheduler` does.
+
+        It adds ``job`` with ``data`` every ``every`` seconds, or at the times of the cron ``pattern`` (5 fields, or
+        6 with seconds first) in ``tz`` (default ``TIME_ZONE``), from ``start_date`` until ``end_date`` or ``limit``
+        runs; ``immediately`` runs it once now. ``options`` are every run's job options (attempts, backoff,
+        priority, retention, timeout). Each tick adds one job, ``repeat-<id>-<tick ms>``, whatever the number of
+        workers. Upserting a changed definition replaces the pending run with one that follows it; upserting the
+        same definition again changes nothing.
+
+        Raises:
+            InvalidScheduler: a bad id, both or neither of every/pattern, a bad cron, tz, date or limit.
+            UnknownJob, InvalidJobOptions, InvalidJobData: as :meth:`add`.
+        """
+        definition = schedulers.define(scheduler_id, self.name, job, data, every=every, pattern=pattern, tz=tz,
+                                       start_date=start_date, end_date=end_date, limit=limit,
+                                       immediately=immediately, **options)
+        return self.upsert_job_scheduler_definition(definition)
+
+    def upsert_job_scheduler_definition(self, definition: schedulers.Definition) -> dict[str, Any]:
+        """:meth:`upsert_job_scheduler` for a definition checked already (``QUEUES_JOB_SCHEDULERS``)."""
+        return schedulers.Schedulers(self).upsert(definition)
+
+    def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Remove a job scheduler and its pending run (a run already started finishes); False when there is none."""
+        return schedulers.Schedulers(self).remove(scheduler_id)
+
+    def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
+        """The job scheduler ``scheduler_id``, or None: ``{"id", "job", "every" | "pattern", "tz", "next" (aware
+        datetime, None once ended), "last", "iteration_count", "limit", "start_date", "end_date", "data",
+        "options", "origin" ("api" or "settings"), "rule" (text), "ended"}``."""
+        return schedulers.Schedulers(self).get(scheduler_id)
+
+    def get_job_schedulers(self) -> list[dict[str, Any]]:
+        """Every job scheduler of this queue, soonest next run first (see :meth:`get_job_scheduler`)."""
+        return schedulers.Schedulers(self).all()
+
+    def run_job_scheduler_now(self, scheduler_id: str) -> str:
+        """Add one run of a job scheduler now, outside its rhythm; return the job id.
+
+        Raises:
+            InvalidScheduler: this queue has no such scheduler.
+        """
+        return schedulers.Schedulers(self).run_now(scheduler_id)
 
     # --- management (queues.maintenance does the work) -------------------------------------------------------
 

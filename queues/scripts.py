@@ -53,7 +53,7 @@ return ok and 1 or 0
 
 LUA = Path(__file__).resolve().parent / "lua"
 INCLUDE_RE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
-COMMANDS = ("add", "take", "finish", "extend", "stalled")  # queues/lua/<name>.lua
+COMMANDS = ("add", "take", "finish", "extend", "stalled", "scheduler", "retain")  # queues/lua/<name>.lua
 
 
 @cache

@@ -35,6 +35,9 @@ PAGE_SIZE = 20
 CLEAN_STATES = ("completed", "failed", "delayed", "waiting", "prioritized")
 UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 MAX_CLEAN_LIMIT = 10_000
+# Which old jobs a clean cut short by its limit removes: it walks the state's list or sorted set from its head.
+CLEAN_ORDER = {"completed": "whose retention runs out first", "failed": "whose retention runs out first",
+               "delayed": "due first", "waiting": "next in line", "prioritized": "next in line"}
 
 
 def can_view(request: HttpRequest) -> bool:
@@ -123,24 +126,32 @@ def queue_view(request: HttpRequest, model_admin: ModelAdmin, queue_name: str) -
     if not can_view(request):
         raise PermissionDenied
     queue = _queue_or_404(queue_name)
-    state = request.GET.get("state", "active")
-    if state not in dashboard.JOB_STATES:
-        state = "active"
+    asked = request.GET.get("state")
     context = _base_context(request, model_admin, f"Queue “{queue_name}”")
-    context.update({"queue_name": queue_name, "state": state, "states": dashboard.JOB_STATES,
+    context.update({"queue_name": queue_name, "state": opening_state(asked, {}), "states": dashboard.JOB_STATES,
                     "clean_states": CLEAN_STATES, "units": list(UNITS), "max_clean_limit": MAX_CLEAN_LIMIT,
                     "django_rq_url": _django_rq_home()})
     try:
         stats = dashboard.queue_stats(queue_name)
+        state = context["state"] = opening_state(asked, stats.counts)
         paginator = Paginator(_CountedList(stats.counts[state]), PAGE_SIZE)
         page = paginator.get_page(request.GET.get("page"))
         start = (page.number - 1) * PAGE_SIZE
         context.update({"q": stats, "page": page, "paginator": paginator,
                         "tabs": [(s, stats.counts[s]) for s in dashboard.JOB_STATES],
-                        "jobs": dashboard.job_rows(queue, state, start, start + PAGE_SIZE - 1)})
+                        "jobs": dashboard.job_rows(queue, state, start, start + PAGE_SIZE - 1),
+                        "schedulers": queue.get_job_schedulers()})
     except redis.RedisError as e:
         context["redis_error"] = dashboard.redis_error(e)
     return TemplateResponse(request, "admin/queues/queue.html", context)
+
+
+def opening_state(asked: str | None, counts: dict[str, int]) -> str:
+    """The tab a queue page shows: the state ``asked`` for (``?state=``), else the first tab with jobs, else the
+    first tab (active)."""
+    if asked and asked in dashboard.JOB_STATES:
+        return asked
+    return next((state for state in dashboard.JOB_STATES if counts.get(state)), dashboard.JOB_STATES[0])
 
 
 class _CountedList:
@@ -167,6 +178,10 @@ class RetryForm(forms.Form):
     job_id = forms.CharField(required=False, max_length=200)
 
 
+class SchedulerForm(forms.Form):
+    scheduler_id = forms.CharField(max_length=200)
+
+
 class CleanForm(forms.Form):
     state = forms.ChoiceField(choices=[(s, s) for s in CLEAN_STATES])
     age = forms.IntegerField(min_value=0, initial=0)
@@ -189,6 +204,16 @@ def _back(request: HttpRequest, queue_name: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(target)
 
 
+def clean_question(queue_name: str, state: str, age: str, *, older: int, limit: int) -> str:
+    """The clean's confirmation: how many jobs go, the ``older`` ones (than ``age``) or ``limit`` of them (which)."""
+    if older <= limit:
+        how_many = f"the {older:,} {state} job(s) of “{queue_name}” older than {age}"
+    else:
+        how_many = (f"{limit:,} of the {older:,} {state} job(s) of “{queue_name}” older than {age} (the limit: "
+                    f"the {limit:,} {CLEAN_ORDER[state]})")
+    return f"Remove {how_many}? Their data and results are deleted for good."
+
+
 def _age_text(grace: timedelta) -> str:
     seconds = int(grace.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -204,7 +229,8 @@ def action_view(request: HttpRequest, model_admin: ModelAdmin, queue_name: str, 
     """Pause, resume, retry (one job or all failed), clean or drain; POST only, ``queues.manage`` only."""
     if not can_manage(request):
         raise PermissionDenied
-    handlers = {"pause": _pause, "resume": _resume, "retry": _retry, "clean": _clean, "drain": _drain}
+    handlers = {"pause": _pause, "resume": _resume, "retry": _retry, "clean": _clean, "drain": _drain,
+                "run_scheduler": _run_scheduler, "remove_scheduler": _remove_scheduler}
     if action not in handlers:
         raise Http404(f"No action {action!r}.")
     queue = _queue_or_404(queue_name)
@@ -265,9 +291,12 @@ def _clean(request: HttpRequest, model_admin: ModelAdmin, queue: Queue) -> HttpR
         return _back(request, queue.name)
     data, grace = form.cleaned_data, form.grace()
     if request.POST.get("confirm") != "yes":
-        total = queue.get_job_counts().get(data["state"], 0)
-        question = (f"Remove up to {data['limit']} of the {total} {data['state']} job(s) of “{queue.name}” that are "
-                    f"older than {_age_text(grace)}? Their data and results are deleted for good.")
+        older = dashboard.clean_count(queue, data["state"], grace)
+        if not older:
+            messages.info(request, f"Nothing to clean: no {data['state']} job of “{queue.name}” is older than "
+                                   f"{_age_text(grace)}.")
+            return _back(request, queue.name)
+        question = clean_question(queue.name, data["state"], _age_text(grace), older=older, limit=data["limit"])
         return _confirm(request, model_admin, queue, "clean", question,
                         {key: data[key] for key in ("state", "age", "unit", "limit")})
     removed = queue.clean(grace, limit=data["limit"], state=data["state"])
@@ -289,4 +318,36 @@ def _drain(request: HttpRequest, model_admin: ModelAdmin, queue: Queue) -> HttpR
                         {"include_delayed": "on"} if include_delayed else {})
     count = queue.drain(include_delayed=include_delayed)
     messages.success(request, f"Drained “{queue.name}”: {count} job(s) removed.")
+    return _back(request, queue.name)
+
+
+def _scheduler_id(request: HttpRequest) -> str:
+    form = SchedulerForm(request.POST)
+    return form.cleaned_data["scheduler_id"] if form.is_valid() else ""
+
+
+def _run_scheduler(request: HttpRequest, model_admin: ModelAdmin, queue: Queue) -> HttpResponse:
+    scheduler_id = _scheduler_id(request)
+    job_id = queue.run_job_scheduler_now(scheduler_id)  # InvalidScheduler: shown as an error
+    messages.success(request, f"Job scheduler “{scheduler_id}”: one run added now ({job_id}); its next run is "
+                              "unchanged.")
+    return _back(request, queue.name)
+
+
+def _remove_scheduler(request: HttpRequest, model_admin: ModelAdmin, queue: Queue) -> HttpResponse:
+    scheduler_id = _scheduler_id(request)
+    if request.POST.get("confirm") != "yes":
+        found = queue.get_job_scheduler(scheduler_id)
+        if found is None:
+            messages.error(request, f"Queue “{queue.name}” has no job scheduler “{scheduler_id}”.")
+            return _back(request, queue.name)
+        note = (" It comes from QUEUES_JOB_SCHEDULERS: the next worker start adds it again unless it is taken out "
+                "of the settings.") if found["origin"] == "settings" else ""
+        question = (f"Remove the job scheduler “{scheduler_id}” ({found['job']}, {found['rule']}) and its pending "
+                    f"run? A run already started finishes.{note}")
+        return _confirm(request, model_admin, queue, "remove_scheduler", question, {"scheduler_id": scheduler_id})
+    if queue.remove_job_scheduler(scheduler_id):
+        messages.success(request, f"Job scheduler “{scheduler_id}” removed, with its pending run.")
+    else:
+        messages.error(request, f"Queue “{queue.name}” has no job scheduler “{scheduler_id}”.")
     return _back(request, queue.name)

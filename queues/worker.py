@@ -45,7 +45,7 @@ from rq.job import _current_job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from . import lifecycle
+from . import lifecycle, schedulers
 from .conf import get_config, get_definition
 from .connection import WORKER, build_client, get_connection
 from .exceptions import JobRefused, UnrecoverableError
@@ -53,7 +53,7 @@ from .job import Job, RQJob, rq_time, send
 from .lifecycle import REQUEUE, Lifecycle, Outcome, Taken
 from .options import Backoff
 from .pool import RECYCLE_EXIT
-from .queue import BLOCK_TIMEOUT_SLACK, RQQueue
+from .queue import BLOCK_TIMEOUT_SLACK, Queue, RQQueue
 from .registry import definition_for_path
 from .scripts import QueueKeys
 from .signals import job_active, job_completed, job_failed, job_retrying, job_stalled
@@ -152,12 +152,22 @@ class Worker(rq.Worker):
              **kwargs: Any) -> bool:
         """Run until stopped (or, with ``burst``, until the queues have nothing due). ``--with-scheduler`` and
         RQ's other loop options are accepted and change nothing: delayed jobs are promoted by the take itself."""
+        if not self.pooled:  # once per `rqworker` command, before its processes start
+            self._sync_schedulers()
         if self._supervises():
             from .pool import supervise
 
             return supervise(type(self), self._definitions, burst=burst, max_jobs=max_jobs,
                              logging_level=logging_level, name=self._given_name)
         return self.run(burst=burst, max_jobs=max_jobs)
+
+    def _sync_schedulers(self) -> None:
+        """Upsert ``QUEUES_JOB_SCHEDULERS`` (idempotent) and remove those taken out of it; Redis down: later."""
+        try:
+            schedulers.sync_settings(self.connection)
+        except redis.RedisError as e:
+            logger.warning("worker %s could not sync %s (%s); the next worker start will", self.name,
+                           schedulers.SETTING, e)
 
     def _supervises(self) -> bool:
         """Whether ``rqworker`` should run a supervisor of worker processes rather than take jobs itself."""
@@ -234,6 +244,8 @@ class Worker(rq.Worker):
             if self._pause_after_take:
                 self.connection.rpush("queues:test:taken", taken.id)
                 time.sleep(self._pause_after_take)
+            if b"scheduler" in taken.fields:  # a job scheduler's run: add its next run before this one runs
+                self._advance_scheduler(taken)
             outcome = run(taken)
             done = next(self._done)  # shared by the threads of a "threads" worker
             if outcome is None or taken.abandoned:  # handled already (recovered as stalled, or failed on timeout)
@@ -249,6 +261,16 @@ class Worker(rq.Worker):
                 if burst:
                     return
                 self._idle(wake)
+
+    def _advance_scheduler(self, taken: Taken) -> None:
+        """Add the next run of the scheduler whose run was just taken. Should Redis fail here, the run still runs
+        and the keeper's repair adds the next one (``queues.schedulers``)."""
+        try:
+            schedulers.Schedulers(Queue(taken.queue, connection=self.connection)).advance(
+                taken.fields[b"scheduler"].decode(), taken.id, taken.fields.get(b"tick"))
+        except redis.RedisError as e:
+            logger.warning("job id=%s queue=%s: could not add its scheduler's next run (%s); the keeper will",
+                           taken.id, taken.queue, e)
 
     def _record(self, taken: Taken, outcome: Outcome, more: bool) -> tuple[Taken | None, float | None]:  # noqa: FBT001
         """Write ``outcome`` under ``taken``'s lock (and take the next job when ``more``); log, send signals."""
@@ -562,6 +584,7 @@ class Worker(rq.Worker):
                     self.heartbeat()
                     for queue in lc.queues:
                         self._announce_stalls(queue, lc.recover_stalled(queue))
+                        schedulers.Schedulers(Queue(queue, connection=self.connection)).repair()
                 self._check_deadlines()
             except redis.RedisError as e:
                 logger.debug("keeper: %s", e)

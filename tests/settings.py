@@ -3,6 +3,7 @@
 The test session starts its own Redis server and points QUEUES_REDIS at it (tests/conftest.py).
 """
 
+import json
 import os
 import tempfile
 
@@ -30,6 +31,9 @@ QUEUES.update({
 # queue that does not name its own mode then takes it.
 if os.environ.get("QUEUES_TEST_MODE"):
     QUEUES = {name: {"mode": os.environ["QUEUES_TEST_MODE"], **spec} for name, spec in QUEUES.items()}
+# Job schedulers from the settings: none unless a test's worker process is given some (tests/test_schedulers.py);
+# the project's own (the daily cleanup) are checked by their own tests, not added to every test's Redis.
+QUEUES_JOB_SCHEDULERS = json.loads(os.environ.get("QUEUES_TEST_SCHEDULERS") or "{}")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Worker processes started by tests must open the test database: SQLite's default test database lives in memory.

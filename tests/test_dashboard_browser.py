@@ -18,9 +18,10 @@ import redis
 from django.contrib.auth.models import Permission, User
 
 from queues import get_queue
+from queues.worker import SimpleWorker
 from tests.conftest import ROOT
-from tests.helpers import wait_for, worker_process
-from tests.testapp.jobs import add, long_first_run, note, slow
+from tests.helpers import signals_restored, wait_for, worker_process
+from tests.testapp.jobs import add, fail_with, long_first_run, note, slow
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
 
@@ -66,8 +67,8 @@ def new_page(browser, live_server, fast_refresh) -> Iterator:
     """A fresh browser context per user; pages are closed after the test."""
     contexts = []
 
-    def make(username: str, password: str):
-        context = browser.new_context(base_url=live_server.url, viewport={"width": 1600, "height": 1000})
+    def make(username: str, password: str, width: int = 1600):
+        context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": 1000})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
@@ -247,3 +248,70 @@ def test_browser__view_only_user_has_no_buttons_and_is_refused(new_page, redis_c
     assert response.status == 403
     assert "CSRF" not in response.text()  # refused for the missing permission, not for the token
     assert not get_queue("email").is_paused()
+
+
+def test_browser__retry_all_shows_once_a_job_fails(new_page, admin_user: User) -> None:
+    """Hide "Retry all failed" while the queue has no failed job, and show it, without a reload, once one fails."""
+    from playwright.sync_api import expect
+
+    page = new_page(admin_user.username, "password")
+    page.goto(f"{DASHBOARD}notifications/")
+    expect(page.locator("nav.queues-tabs")).to_be_visible()
+    page.evaluate("window.notReloaded = true")
+    retry_all = page.locator('[data-action="retry-all"]')
+    expect(retry_all).to_be_hidden()
+    expect(page.locator('[data-action="drain"]')).to_be_visible()
+
+    get_queue("notifications").add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    with signals_restored():
+        SimpleWorker(["notifications"]).work(burst=True)
+    expect(retry_all).to_be_visible()
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "10-retry-all-shown")
+
+
+def test_browser__tables_fit_1280px_with_the_sidebar_open(new_page, admin_user: User) -> None:
+    """Fit the dashboard's and a queue page's tables in a 1,280 px window beside the admin's open nav sidebar,
+    with no horizontal scroll of the page."""
+    from playwright.sync_api import expect
+
+    email, notifications = get_queue("email"), get_queue("notifications")
+    email.add_bulk([{"job": add, "data": {"a": n, "b": 0}} for n in range(1234)])
+    email.add(add, {"a": 1, "b": 1}, priority=3)
+    email.add(add, {"a": 1, "b": 1}, delay=3600)
+    for _ in range(2):
+        notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    notifications.add(note, {"key": "k", "value": "v"})
+    with signals_restored():
+        SimpleWorker(["notifications"]).work(burst=True)
+    notifications.add(note, {"key": "k", "value": "v"})
+    notifications.pause()
+    notifications.rate_limit(3600)  # "paused" and "rate limited" side by side
+    page = new_page(admin_user.username, "password", width=1280)
+    page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'true')")
+    overflows = []
+    for url, name, tables in (
+        (DASHBOARD, "11-fit-1280-dashboard", ["#result_list"]),
+        (f"{DASHBOARD}email/?state=waiting", "12-fit-1280-queue", [".queues-summary", "#result_list"]),
+        (f"{DASHBOARD}notifications/?state=failed", "13-fit-1280-failed", [".queues-summary", "#result_list"]),
+    ):
+        page.goto(url)
+        expect(page.locator("#nav-sidebar")).to_be_visible()
+        assert "shifted" in (page.locator("#main").get_attribute("class") or "")
+        if "failed" in url:
+            page.locator("details summary").first.click()  # a traceback open too
+        shot(page, name)
+        width = page.evaluate("window.innerWidth")
+        assert width == 1280
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        if scroll_width > width:
+            overflows.append(f"{url}: the page scrolls sideways ({scroll_width} px > {width} px)")
+        for selector in tables:
+            box = page.locator(selector).bounding_box()
+            assert box is not None, f"{url}: no {selector}"
+            if box["x"] + box["width"] > width:
+                overflows.append(f"{url}: {selector} ends at {box['x'] + box['width']:.0f} px")
+        jobs, paginator = page.locator(".queues-jobs"), page.locator("#changelist .paginator")
+        if jobs.count() and paginator.count():  # the paginator under the jobs, not squeezing them from beside
+            assert paginator.bounding_box()["y"] >= jobs.bounding_box()["y"] + jobs.bounding_box()["height"], url
+    assert not overflows, "\n".join(overflows)

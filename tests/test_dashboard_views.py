@@ -4,7 +4,7 @@ each action does in Redis."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import reverse
 from django_rq.settings import get_queues_map
+from rq.utils import utcformat
 
 from config.redis_server import RedisServer
 from queues import get_queue
@@ -287,6 +288,61 @@ def test_dashboard__queue_page_is_paginated(viewer: Client) -> None:
     assert page(viewer.get(queue_url("email"), {"state": "waiting", "page": 99})).count("<tr data-job=") == 5
 
 
+def test_dashboard__queue_page_opens_on_the_first_state_with_jobs(viewer: Client) -> None:
+    """Open a queue page on the first tab, in the page's order, that has jobs; on "active" when none has; on the
+    state asked for whenever one is asked for, even an empty one."""
+    email = get_queue("email")
+    assert viewer.get(queue_url("email")).context["state"] == "active"
+    email.add(add, {"a": 1, "b": 1}, delay=3600)
+    assert viewer.get(queue_url("email")).context["state"] == "delayed"
+    email.add(add, {"a": 1, "b": 1}, priority=2)
+    html = page(response := viewer.get(queue_url("email")))
+    assert response.context["state"] == "prioritized"
+    assert '<a href="?state=prioritized" class="selected" aria-current="page">' in html
+    assert '<table id="result_list" class="queues-table queues-jobs" data-state="prioritized">' in html
+    assert html.count("<tr data-job=") == 1
+    for asked in ("active", "failed", "delayed"):
+        assert viewer.get(queue_url("email"), {"state": asked}).context["state"] == asked
+    assert viewer.get(queue_url("email"), {"state": "bogus"}).context["state"] == "prioritized"
+
+
+def test_dashboard__retry_comes_back_to_the_failed_tab(manager: Client) -> None:
+    """Bring a manager who retried a job from a queue page opened on its failed tab back to that tab, not to the
+    tab the retried job now makes the first with jobs."""
+    notifications = get_queue("notifications")
+    jobs = [notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1) for _ in range(2)]
+    run_burst("notifications")
+    response = manager.get(queue_url("notifications"))
+    assert response.context["state"] == "failed"
+    back = f"{queue_url('notifications')}?state=failed&amp;page=1"
+    assert f'<input type="hidden" name="next" value="{back}">' in page(response)
+    response = manager.post(action_url("notifications", "retry"), {"job_id": jobs[0].id,
+                                                                    "next": back.replace("&amp;", "&")}, follow=True)
+    assert response.redirect_chain == [(back.replace("&amp;", "&"), 302)]
+    assert response.context["state"] == "failed"
+
+
+def _retry_all_form(html: str) -> str:
+    """The opening tag of the form that holds the "Retry all failed" button."""
+    before = html.split('data-action="retry-all"')[0]
+    return before[before.rindex("<form"):].split(">", 1)[0]
+
+
+def test_dashboard__retry_all_hidden_without_failed_jobs(manager: Client) -> None:
+    """Hide "Retry all failed" while the queue has no failed job (the live refresh shows it when one fails)."""
+    notifications = get_queue("notifications")
+    notifications.add(note, {"key": "k", "value": "v"})
+    run_burst("notifications")
+    form = _retry_all_form(page(manager.get(queue_url("notifications"))))
+    assert form.endswith(" hidden"), form
+    assert "data-when-failed" in form
+    notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    run_burst("notifications")
+    form = _retry_all_form(page(manager.get(queue_url("notifications"))))
+    assert "data-when-failed" in form
+    assert "hidden" not in form, form
+
+
 def test_dashboard__active_jobs_show_their_progress(viewer: Client, redis_client: redis.Redis) -> None:
     """Show a running job's progress as a bar, and serve it to the live refresh."""
     handle = get_queue("email").add(slow, {"key": "slow", "seconds": 20})
@@ -347,7 +403,8 @@ def test_dashboard__clean_asks_first_then_removes_old_jobs(manager: Client, redi
 
     response = manager.post(action_url("email", "clean"), form)
     html = page(response)
-    assert "Remove up to 2 of the 3 completed job(s) of “email” that are older than 0 seconds?" in html
+    assert ("Remove 2 of the 3 completed job(s) of “email” older than 0 seconds (the limit: the 2 whose retention "
+            "runs out first)?") in html
     assert '<input type="hidden" name="confirm" value="yes">' in html
     assert email.get_job_counts()["completed"] == 3
 
@@ -362,6 +419,47 @@ def test_dashboard__clean_asks_first_then_removes_old_jobs(manager: Client, redi
     response = manager.post(action_url("email", "clean"), {**form, "state": "active", "confirm": "yes"}, follow=True)
     assert any(m.startswith("Nothing cleaned: state:") for m in flashed(response))
     assert email.get_job_counts()["completed"] == 1
+
+
+def test_dashboard__clean_confirmation_counts_the_jobs_it_removes(manager: Client,
+                                                                 redis_client: redis.Redis) -> None:
+    """Say exactly how many jobs a clean removes: those older than the age given, or the limit when more are;
+    clean nothing and say so when none is old enough."""
+    email = get_queue("email")
+    jobs = email.add_bulk([{"job": add, "data": {"a": n, "b": 0}} for n in range(5)])
+    long_ago = utcformat(datetime.now(UTC) - timedelta(hours=3))
+    for job in jobs[1:4]:
+        redis_client.hset(f"rq:job:{job.id}", "created_at", long_ago)
+    form = {"state": "waiting", "age": 2, "unit": "hours", "limit": 1000}
+
+    html = page(manager.post(action_url("email", "clean"), form))
+    assert "Remove the 3 waiting job(s) of “email” older than 2 hours? Their data and results" in html
+    assert "up to" not in html and "of the 5" not in html
+
+    html = page(manager.post(action_url("email", "clean"), {**form, "limit": 2}))
+    assert ("Remove 2 of the 3 waiting job(s) of “email” older than 2 hours (the limit: the 2 next in line)?"
+            in html)
+    response = manager.post(action_url("email", "clean"), {**form, "limit": 2, "confirm": "yes"}, follow=True)
+    assert "Removed 2 waiting job(s) older than 2 hours from “email”." in flashed(response)
+    assert [job.id for job in email.get_jobs("waiting")] == [jobs[0].id, jobs[3].id, jobs[4].id]
+
+    response = manager.post(action_url("email", "clean"), {**form, "state": "completed"}, follow=True)
+    assert response.redirect_chain == [(queue_url("email"), 302)]
+    assert "Nothing to clean: no completed job of “email” is older than 2 hours." in flashed(response)
+
+
+def test_clean_question__thousands_and_the_limit() -> None:
+    """Write counts with thousands separators, and name the limit only when it leaves jobs behind."""
+    from queues.views import clean_question
+
+    assert clean_question("email", "completed", "1 hour", older=1500, limit=1000) == (
+        "Remove 1,000 of the 1,500 completed job(s) of “email” older than 1 hour (the limit: the 1,000 whose "
+        "retention runs out first)? Their data and results are deleted for good.")
+    assert clean_question("email", "delayed", "1 day", older=1000, limit=1000) == (
+        "Remove the 1,000 delayed job(s) of “email” older than 1 day? Their data and results are deleted for good.")
+    assert clean_question("email", "prioritized", "5 minutes", older=3, limit=2).startswith(
+        "Remove 2 of the 3 prioritized job(s) of “email” older than 5 minutes (the limit: the 2 next in line)?")
+    assert "(the limit: the 10 due first)?" in clean_question("email", "delayed", "1 day", older=11, limit=10)
 
 
 def test_dashboard__drain_asks_first_then_removes_waiting_jobs(manager: Client) -> None:
@@ -441,3 +539,44 @@ def test_connection_label__host_port_db_and_tls_never_credentials(config: dict, 
     """Name the server as host:port/db (or its socket), say when it is TLS, and leave out user and password."""
     with override_settings(QUEUES_REDIS=config):
         assert connection_label() == shown
+
+
+# --- job schedulers on the queue page ----------------------------------------------------------------------------
+
+def test_dashboard__queue_page_lists_its_schedulers_with_next_and_last_run(viewer: Client) -> None:
+    email = get_queue("email")
+    email.upsert_job_scheduler("digest", "tests.record", {"key": "k", "value": "v"}, pattern="0 9 * * *",
+                               tz="Europe/Berlin", limit=30)
+    html = page(viewer.get(queue_url("email")))
+    row = html.split('<tr data-scheduler="digest">')[1].split("</tr>")[0]
+    assert "tests.record" in row and "cron &#x27;0 9 * * *&#x27; (Europe/Berlin)" in row
+    nxt = email.get_job_scheduler("digest")["next"]
+    assert f'<time datetime="{nxt.isoformat()}' in row or nxt.strftime("%Y-%m-%d") in row
+    assert "—" in row and "0 / 30" in row  # no run yet
+    assert "data-action=" not in row  # view-only staff: no buttons
+    assert "Job schedulers" not in page(viewer.get(queue_url("notifications")))  # none there: no table
+
+
+def test_dashboard__run_now_and_remove_a_scheduler(manager: Client, viewer: Client) -> None:
+    email = get_queue("email")
+    email.upsert_job_scheduler("digest", "tests.record", {"key": "k", "value": "v"}, every=3600)
+    row = page(manager.get(queue_url("email"))).split('<tr data-scheduler="digest">')[1].split("</tr>")[0]
+    assert 'data-action="run-scheduler"' in row and 'data-action="remove-scheduler"' in row
+
+    assert viewer.post(action_url("email", "run_scheduler"), {"scheduler_id": "digest"}).status_code == 403
+    assert manager.get(action_url("email", "run_scheduler")).status_code == 405
+    response = manager.post(action_url("email", "run_scheduler"), {"scheduler_id": "digest"}, follow=True)
+    assert "one run added now" in " ".join(flashed(response))
+    assert email.get_job_counts()["waiting"] == 1 and email.get_job_counts()["delayed"] == 1
+
+    assert viewer.post(action_url("email", "remove_scheduler"),
+                       {"scheduler_id": "digest", "confirm": "yes"}).status_code == 403
+    question = page(manager.post(action_url("email", "remove_scheduler"), {"scheduler_id": "digest"}))
+    assert "Remove the job scheduler “digest” (tests.record, every 3600 s) and its pending run?" in question
+    assert email.get_job_scheduler("digest") is not None  # asked, not done
+    response = manager.post(action_url("email", "remove_scheduler"), {"scheduler_id": "digest", "confirm": "yes"},
+                            follow=True)
+    assert "removed, with its pending run" in " ".join(flashed(response))
+    assert email.get_job_scheduler("digest") is None and email.get_job_counts()["delayed"] == 0
+    response = manager.post(action_url("email", "run_scheduler"), {"scheduler_id": "digest"}, follow=True)
+    assert "has no job scheduler 'digest'" in " ".join(flashed(response))

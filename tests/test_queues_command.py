@@ -305,3 +305,39 @@ def test_events__plain_lines_name_the_event_and_its_fields(redis_client: redis.R
         assert line.split()[1:] == [first_id, "added", f"job_id={job_id}", "name=tests.record"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+# --- schedulers -------------------------------------------------------------------------------------------------
+
+def test_schedulers__lists_id_job_rule_next_run_and_runs_so_far(redis_client: redis.Redis) -> None:
+    get_queue("email").upsert_job_scheduler("digest", "tests.record", {"key": "k", "value": "v"},
+                                            pattern="0 9 * * *", tz="Europe/Berlin")
+    get_queue("cleanup").upsert_job_scheduler("tidy", "notifications.cleanup", every=3600, limit=24)
+    done = queues("schedulers")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["queue", "id", "job", "rule", "next", "run", "runs", "last", "run", "from"]
+    digest = next(row for row in rows if " digest " in row)
+    assert "tests.record" in digest and "cron '0 9 * * *' (Europe/Berlin)" in digest and "api" in digest
+    assert "09:00:00 UTC" in digest or "08:00:00 UTC" in digest or "07:00:00 UTC" in digest
+    assert "every 3600 s" in next(row for row in rows if " tidy " in row) and "0 / 24" in done.stdout
+
+    only = queues("schedulers", "cleanup", "--json")
+    assert [item["id"] for item in json.loads(only.stdout)] == ["tidy"]
+
+
+def test_schedulers__remove_and_run_now(redis_client: redis.Redis) -> None:
+    queue = get_queue("email")
+    queue.upsert_job_scheduler("digest", "tests.record", {"key": "k", "value": "v"}, every=3600)
+    ran = queues("schedulers", "--run", "digest")
+    assert ran.returncode == 0, ran.stderr
+    assert queue.get_job_counts()["waiting"] == 1 and "a run of 'digest' now" in ran.stdout
+
+    removed = queues("schedulers", "--remove", "digest")
+    assert removed.returncode == 0, removed.stderr
+    assert queue.get_job_scheduler("digest") is None and queue.get_job_counts()["delayed"] == 0
+
+    missing = queues("schedulers", "--remove", "digest")
+    assert missing.returncode == 1 and "No job scheduler 'digest'" in missing.stderr
+    unknown = queues("schedulers", "nope")
+    assert unknown.returncode == 1 and "Unknown queue 'nope'" in unknown.stderr

@@ -1,5 +1,6 @@
 """Job functions the tests add; each leaves a trace in Redis that the test can read."""
 
+import json
 import os
 import sys
 import time
@@ -285,3 +286,23 @@ def nap(key: str, seconds: float) -> None:
     started = time.time()
     time.sleep(seconds)
     get_connection().rpush(key, f"{started!r}|{time.time()!r}")
+
+
+@job("email", name="tests.record_run")
+def record_run(key: str, tag: str = "") -> None:
+    """Push the run's job id, start time, scheduler tick and ``tag`` (JSON) onto the Redis list ``key``."""
+    _record_run(key, tag)
+
+
+@job("stalls", name="tests.record_run_stalls")
+def record_run_stalls(key: str, tag: str = "") -> None:
+    """``tests.record_run`` on the "stalls" queue (stall checks every second)."""
+    _record_run(key, tag)
+
+
+def _record_run(key: str, tag: str) -> None:
+    running = current_job()
+    assert running is not None
+    tick = running.rq_job.connection.hget(f"rq:job:{running.id}", "tick")
+    get_connection().rpush(key, json.dumps({"id": running.id, "at": time.time(), "tag": tag,
+                                            "tick": int(tick) / 1000 if tick else None}))

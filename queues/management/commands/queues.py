@@ -7,6 +7,8 @@
     drain QUEUE [--delayed]
     obliterate QUEUE [--force]
     events QUEUE [--from ID] [--json]           follow the queue's events, one line each, until Ctrl-C
+    schedulers [QUEUE] [--json]                 the job schedulers: id, job, rule, next run, runs so far
+    schedulers [QUEUE] --remove ID | --run ID   remove one (its pending run too), or add one run of it now
 
 Destructive sub-commands ask for confirmation (y/N) unless ``--yes``. Exit status: 0 done, 1 refused (answered
 no, queue busy, unknown queue or job), 2 Redis cannot be reached (the message names host:port, never a password).
@@ -34,7 +36,7 @@ from redis.retry import Retry
 from queues.conf import get_config
 from queues.connection import connection_kwargs
 from queues.events import QueueEvents
-from queues.exceptions import InvalidJobOptions, QueueBusy
+from queues.exceptions import InvalidJobOptions, InvalidScheduler, QueueBusy
 from queues.maintenance import CLEANABLE, RETRYABLE
 from queues.queue import Queue
 
@@ -98,7 +100,7 @@ def connect(config: dict[str, Any]) -> redis.Redis:
 
 
 class Command(BaseCommand):
-    help = "Look after the queues: status, retry, clean, pause, resume, drain, obliterate, events."
+    help = "Look after the queues: status, retry, clean, pause, resume, drain, obliterate, events, schedulers."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="sub-command", parser_class=CommandParser)
@@ -126,6 +128,13 @@ class Command(BaseCommand):
         events.add_argument("--from", dest="from_id", default="$", metavar="ID",
                             help="start after this event id ('0': all the stream holds; default: new events only)")
         events.add_argument("--json", action="store_true", help="one JSON object per line")
+        schedulers = sub.add_parser("schedulers", help="list the job schedulers (all queues, or QUEUE's)",
+                                    description="List the job schedulers, or remove one, or run one now.")
+        schedulers.add_argument("queue", nargs="?", help="only this queue's (a name from QUEUES)")
+        act = schedulers.add_mutually_exclusive_group()
+        act.add_argument("--remove", metavar="ID", help="remove this scheduler and its pending run")
+        act.add_argument("--run", metavar="ID", help="add one run of this scheduler now (its rhythm is unchanged)")
+        schedulers.add_argument("--json", action="store_true", help="print them as JSON")
 
     @staticmethod
     def _queue_parser(sub: Any, name: str, help_text: str, *, yes: bool = True) -> CommandParser:
@@ -138,7 +147,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
         config = get_config()
-        if action != "status":
+        if action not in ("status", "schedulers") or options.get("queue"):
             self._check_queue(options["queue"], config)
         client = connect(config.redis)
         try:
@@ -146,7 +155,7 @@ class Command(BaseCommand):
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise CommandError(f"Lost the connection to Redis at {where(config.redis)}: {e}",
                                returncode=UNREACHABLE) from None
-        except (QueueBusy, InvalidJobOptions) as e:
+        except (QueueBusy, InvalidJobOptions, InvalidScheduler) as e:
             raise CommandError(str(e), returncode=REFUSED) from None
         finally:
             client.close()
@@ -269,6 +278,41 @@ class Command(BaseCommand):
         with _on_signals(listener.close):  # run() returns within a second of it
             listener.run()
 
+    def do_schedulers(self, client: redis.Redis, options: dict[str, Any]) -> None:
+        names = [options["queue"]] if options["queue"] else list(get_config().queues)
+        queues = [Queue(name, connection=client) for name in names]
+        target = options["remove"] or options["run"]
+        if target:
+            holders = [queue for queue in queues if queue.get_job_scheduler(target) is not None]
+            if not holders:
+                raise CommandError(f"No job scheduler {target!r} in {', '.join(map(repr, names))}.", returncode=REFUSED)
+            if len(holders) > 1:
+                raise CommandError(f"Job scheduler {target!r} exists in {', '.join(q.name for q in holders)}: name the "
+                                   "queue (`queues schedulers QUEUE --remove ID`).", returncode=REFUSED)
+            queue = holders[0]
+            if options["remove"]:
+                queue.remove_job_scheduler(target)
+                self.stdout.write(f"Removed job scheduler {target!r} of {queue.name!r} and its pending run.")
+            else:
+                self.stdout.write(f"Added job {queue.run_job_scheduler_now(target)} to {queue.name!r} "
+                                  f"(a run of {target!r} now).")
+            return
+        found = [item for queue in queues for item in queue.get_job_schedulers()]
+        if options["json"]:
+            self.stdout.write(json.dumps(found, default=str))
+            return
+        if not found:
+            self.stdout.write("No job schedulers (QUEUES_JOB_SCHEDULERS, or Queue.upsert_job_scheduler()).")
+            return
+        rows = [["queue", "id", "job", "rule", "next run", "runs", "last run", "from"]]
+        for item in found:
+            rows.append([item["queue"], item["id"], item["job"], item["rule"], _when(item["next"]) if not item["ended"]
+                         else "ended", str(item["iteration_count"]) + (f" / {item['limit']}" if item["limit"] else ""),
+                         _when(item["last"]), item["origin"]])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        self.stdout.write("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                                    for row in rows))
+
     def _event_printer(self, *, as_json: bool) -> Callable[[dict[str, Any]], None]:
         def show(event: dict[str, Any]) -> None:
             if as_json:
@@ -281,6 +325,10 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         return show
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _text(value: Any) -> str:

@@ -1,5 +1,5 @@
 /* The queues dashboard's live refresh: fetch the stats JSON every few seconds and update the page in place
-   (counts, state, workers, chart, health, progress bars); no reload, no framework. */
+   (counts, state, workers, chart, health, progress bars, the actions that apply); no reload, no framework. */
 (function () {
   "use strict";
 
@@ -21,6 +21,7 @@
     show(row.querySelector("[data-state-limited]"), q.counts.rate_limited > 0);
     row.querySelectorAll("[data-when-running]").forEach(function (el) { show(el, !q.paused); });
     row.querySelectorAll("[data-when-paused]").forEach(function (el) { show(el, q.paused); });
+    row.querySelectorAll("[data-when-failed]").forEach(function (el) { show(el, q.counts.failed > 0); });
     // Server-rendered (escaped by Django's templates) cells: the chart's SVG and the health marks.
     ["chart", "health"].forEach(function (field) {
       var cell = row.querySelector('[data-field="' + field + '"]');
