@@ -41,7 +41,7 @@ from cronsim import CronSim, CronSimError
 from django.conf import settings
 
 from .conf import get_config
-from .exceptions import InvalidJobOptions, InvalidScheduler, QueuesError, UnknownJob
+from .exceptions import InvalidJobOptions, InvalidScheduler, QueuesError
 from .options import OPTION_NAMES
 from .payload import encode_payload
 from .registry import get_job_definition
@@ -58,7 +58,6 @@ RUN_PREFIX = "repeat-"
 SETTING = "QUEUES_JOB_SCHEDULERS"
 SETTING_KEYS = ("queue", "job", "data", "every", "pattern", "tz", "start_date", "end_date", "limit", "immediately")
 REFUSED_OPTIONS = ("job_id", "delay", "run_at")  # a run's id and due time are the scheduler's to decide
-ENDED = "+inf"
 
 
 def schedulers_key(queue: str) -> str:
@@ -384,8 +383,9 @@ class Schedulers:
         try:
             run = self._run(scheduler_id, item["job"], json.loads(item["data"]), json.loads(item["options"]), tick) \
                 if tick is not None else None
-        except (UnknownJob, InvalidJobOptions) as e:  # the code changed under a scheduler kept in Redis
-            logger.error("job scheduler %s of queue %s cannot add its next run: %s", scheduler_id, self.queue.name, e)
+        except QueuesError as e:  # the code or settings changed under a scheduler kept in Redis
+            logger.error("job scheduler %s of queue %s cannot add its next run, so it ends: %s (upsert it again, "
+                         "or remove it)", scheduler_id, self.queue.name, e)
             run, tick = None, None
         done = self._call(op, scheduler_id, expected=pending, tick=tick, run=run)
         if done and tick is None:

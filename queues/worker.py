@@ -271,6 +271,8 @@ class Worker(rq.Worker):
         except redis.RedisError as e:
             logger.warning("job id=%s queue=%s: could not add its scheduler's next run (%s); the keeper will",
                            taken.id, taken.queue, e)
+        except Exception:  # never lose the taken run over its scheduler
+            logger.exception("job id=%s queue=%s: adding its scheduler's next run failed", taken.id, taken.queue)
 
     def _record(self, taken: Taken, outcome: Outcome, more: bool) -> tuple[Taken | None, float | None]:  # noqa: FBT001
         """Write ``outcome`` under ``taken``'s lock (and take the next job when ``more``); log, send signals."""

@@ -359,3 +359,15 @@ def test_the_projects_cleanup_scheduler_runs_daily_on_the_cleanup_queue(redis_cl
     assert scheduler["job"] == "notifications.cleanup" and scheduler["origin"] == "settings"
     assert timedelta(0) < scheduler["next"] - datetime.now(UTC) <= timedelta(days=1)
     assert get_queue("cleanup").get_job_counts()["delayed"] == 1
+
+
+def test_a_scheduler_whose_job_is_gone_from_the_code_ends_with_an_error(redis_client, caplog):
+    """A scheduler kept in Redis outlives a deploy that removed its job: the run taken still runs, the scheduler
+    ends, and the log says what to do (the worker goes on)."""
+    queue = get_queue("email")
+    queue.upsert_job_scheduler("orphan", "tests.record_run", {"key": RUNS}, every=60, immediately=True)
+    redis_client.hset("rq:scheduler:email:orphan", "job", "removed.in.this.deploy")
+    run_burst("email")
+    assert len(runs(redis_client)) == 1
+    assert queue.get_job_scheduler("orphan")["ended"] is True
+    assert "cannot add its next run, so it ends" in caplog.text and "removed.in.this.deploy" in caplog.text
