@@ -27,6 +27,7 @@ from .exceptions import (
     UnrecoverableError,
 )
 from .job import Job, current_job
+from .options import backoff_strategy
 from .queue import Queue, get_queue
 from .registry import job
 
@@ -44,6 +45,7 @@ __all__ = [
     "QueuesError",
     "UnknownJob",
     "UnrecoverableError",
+    "backoff_strategy",
     "current_job",
     "get_queue",
     "job",

@@ -8,6 +8,8 @@ in ``QUEUES``, the ``@job`` decorator, and one ``Queue.add()`` call. Times are s
 from __future__ import annotations
 
 import difflib
+import inspect
+import logging
 import math
 import random
 import re
@@ -15,12 +17,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.utils.module_loading import import_string
 from rq.job import Retry
 
 from .exceptions import InvalidJobOptions
+
+logger = logging.getLogger("queues.worker")
+_strategies: dict[str, Callable[..., float]] = {}
+F = TypeVar("F", bound=Callable[..., Any])
 
 OPTION_NAMES = ("attempts", "backoff", "delay", "job_id", "priority", "remove_on_complete", "remove_on_fail",
                 "run_at", "timeout")
@@ -31,13 +37,35 @@ JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # what RQ accepts in a job ke
 KEEP_ORDERED_TTL = 10 * 365 * 24 * 60 * 60  # "keep" when a count limit needs the registry ordered by time
 
 
+def backoff_strategy(func: F) -> F:
+    """Register a module-level function as a backoff strategy: ``backoff={"type": "<its dotted path>", ...}``.
+
+    It is called as ``func(attempts_made, delay, error)`` and returns the seconds to wait before the next attempt.
+    Define (or import) it in an app's ``jobs.py`` so every process registers it: a worker calls registered
+    strategies only, never a function a job hash in Redis merely names.
+
+    Raises:
+        TypeError: the decorated object is not a module-level function.
+    """
+    if not inspect.isfunction(func) or "<locals>" in func.__qualname__ or "." in func.__qualname__:
+        raise TypeError(f"@backoff_strategy takes a module-level function, not {func!r}.")
+    _strategies[f"{func.__module__}.{func.__qualname__}"] = func
+    return func
+
+
+def get_backoff_strategy(path: str) -> Callable[..., float] | None:
+    """The strategy registered under ``path``, or None (never imported here: see :func:`backoff_strategy`)."""
+    return _strategies.get(path)
+
+
 @dataclass(frozen=True)
 class Backoff:
     """The wait before retry *n* (1-based).
 
     ``fixed``: ``delay``; ``exponential``: ``delay * 2 ** (n - 1)``; any other type is the dotted path of
-    a function ``f(attempts_made, delay, error) -> seconds``. ``jitter`` (0 to 1) takes up to that share
-    off each wait at random, so that jobs failing together do not all retry together.
+    a function ``f(attempts_made, delay, error) -> seconds`` registered with ``@backoff_strategy``. ``jitter``
+    (0 to 1) takes up to that share off each wait at random, so that jobs failing together do not all retry
+    together.
     """
 
     type: str = "fixed"
@@ -51,11 +79,14 @@ class Backoff:
 
     def wait(self, retry: int, error: BaseException | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1-based), jitter applied."""
-        if self.type in BACKOFF_TYPES:
-            base = self.base_delays(retry)[-1]
-        else:
-            strategy: Callable[..., float] = import_string(self.type)
+        strategy = None if self.type in BACKOFF_TYPES else get_backoff_strategy(self.type)
+        if strategy is not None:
             base = float(strategy(retry, self.delay, error))
+        else:
+            if self.type not in BACKOFF_TYPES:  # named in Redis, registered nowhere here: never imported or called
+                logger.error("backoff strategy %r is not registered in this process (@backoff_strategy in an app's "
+                             "jobs.py); waiting its plain delay (%g s) instead", self.type, self.delay)
+            base = self.base_delays(retry)[-1]
         if self.jitter:
             base *= 1 - self.jitter * random.random()  # noqa: S311 - spreading retries, not security
         return max(0.0, base)
@@ -136,13 +167,14 @@ def _parse_backoff(value: Any, where: str) -> Backoff:
     if not isinstance(kind, str) or (kind not in BACKOFF_TYPES and "." not in kind):
         raise _fail(where, f"backoff type must be 'fixed' or 'exponential' (or the dotted path of a function), "
                     f"not {kind!r}.")
-    if kind not in BACKOFF_TYPES:
+    if kind not in BACKOFF_TYPES and get_backoff_strategy(kind) is None:
         try:
-            strategy = import_string(kind)
+            import_string(kind)
         except ImportError as e:
             raise _fail(where, f"backoff type {kind!r} cannot be imported ({e}).") from None
-        if not callable(strategy):
-            raise _fail(where, f"backoff type {kind!r} is not a function.")
+        if get_backoff_strategy(kind) is None:
+            raise _fail(where, f"backoff type {kind!r} is not a registered backoff strategy: decorate it with "
+                        "@backoff_strategy (from queues) in a module every process imports (an app's jobs.py).")
     jitter = value.get("jitter", 0)
     if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
         raise _fail(where, f"backoff jitter is the share of each wait taken off at random, from 0 to 1, "

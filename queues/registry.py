@@ -99,3 +99,4 @@ def definition_for_path(path: str) -> JobDefinition | None:
 
 def registered_jobs() -> list[JobDefinition]:
     return list(_by_name.values())
+

@@ -187,6 +187,29 @@ def test_backoff__custom_function_by_dotted_path_gets_attempts_delay_and_error(r
     assert 0.6 <= waits[1] < 1.1
 
 
+def test_backoff__a_function_named_in_redis_but_not_registered_is_never_called(redis_client: redis.Redis) -> None:
+    """Whoever can write to Redis cannot make a worker import and call a function: a job hash naming an
+    unregistered backoff function (any dotted path) gets its plain delay instead, and the worker says why."""
+    handle = get_queue("notifications").add(jobs.fail_then_record_times, {"key": "runs", "failures": 1}, attempts=2,
+                                            backoff={"type": "tests.testapp.backoff.linear_recorded", "delay": 0.2})
+    redis_client.hset(f"rq:job:{handle.id}", "backoff", "tests.testapp.backoff.not_a_strategy|0.2|0.0")
+    with listening_worker(redis_client, "notifications") as proc:
+        wait_for(lambda: handle.get_state() == "completed", 20, "the job to complete", proc)
+        code, out = stop(proc)
+    assert code == 0, out
+    assert values(redis_client, "not-a-strategy-calls") == []
+    assert "backoff strategy 'tests.testapp.backoff.not_a_strategy' is not registered" in out
+    runs = [float(v) for v in values(redis_client, "runs")]
+    assert 0.2 <= runs[1] - runs[0] < 0.7
+
+
+def test_backoff__a_function_that_is_not_a_registered_strategy_is_refused_at_add(redis_client: redis.Redis) -> None:
+    with pytest.raises(InvalidJobOptions, match=r"decorate it with @backoff_strategy"):
+        get_queue("notifications").add(jobs.note, {"key": "k", "value": "v"},
+                                       backoff={"type": "tests.testapp.backoff.not_a_strategy", "delay": 1})
+    assert redis_client.dbsize() == 0
+
+
 def test_backoff__custom_function_that_cannot_be_imported_is_refused(redis_client: redis.Redis) -> None:
     """Refuse at add() a backoff type that is neither fixed, exponential nor an importable function."""
     with pytest.raises(InvalidJobOptions, match=r"backoff type 'tests.testapp.backoff.nope' cannot be imported"):

@@ -8,6 +8,8 @@ import time
 from queues import current_job, job
 from queues.connection import get_connection
 
+from . import backoff  # noqa: F401 - registers its backoff strategy in every process
+
 
 @job("email")
 def add(a: int, b: int) -> int:
