@@ -32,7 +32,7 @@ DEFAULT_STALLED_INTERVAL = 30.0
 DEFAULT_SHUTDOWN_GRACE = 30.0
 REDIS_KEYS = (
     "URL", "HOST", "PORT", "DB", "USERNAME", "PASSWORD", "SSL", "SSL_CA_CERTS", "SSL_CERT_REQS",
-    "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES",
+    "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES", "TIMEOUT",
 )
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_EVENTS_MAX_LENGTH = 10_000
@@ -115,6 +115,11 @@ def _check_redis(redis: Any) -> list[Problem]:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(Problem("E005", f"QUEUES_REDIS['RETRIES'] is {retries!r}.",
                                 "Use a whole number ≥ 0: how often a web process retries a lost connection."))
+    timeout = redis.get("TIMEOUT", 2.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 600:
+        problems.append(Problem("E005", f"QUEUES_REDIS['TIMEOUT'] is {timeout!r}.",
+                                "Use seconds from 0.1 to 600 (default 2): how long a web process waits for Redis in "
+                                "all, retries included, before the call fails."))
     return problems
 
 

@@ -6,8 +6,11 @@
 - A lost connection is retried with exponential backoff: a few times in a web process (so a request
   fails fast and the caller can fall back), without limit in a worker (BullMQ's
   ``maxRetriesPerRequest: null``: the worker waits for Redis to come back instead of dying). Each wait
-  is at least half its exponential step, so the default 3 web retries wait 0.7-1.4 s in all: enough for
-  a Redis restart, short enough for a request. A refused password is raised at once, never retried.
+  is at least half its exponential step, so the default 3 web retries wait up to 0.7-1.2 s in all: enough
+  for a Redis restart, short enough for a request. A refused password is raised at once, never retried.
+- A web process's call takes at most about ``QUEUES_REDIS["TIMEOUT"]`` (default 2 s) in all, even against a
+  server that accepts connections and never answers: each attempt may take 40 % of it (connecting, or waiting
+  for the reply), and no retry starts after the other 60 %.
 - "Redis connected" and connection errors are logged with host and port, never the password.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +34,9 @@ logger = logging.getLogger("queues.connection")
 
 WEB = "web"
 WORKER = "worker"
+EVENTS = "events"
+DEFAULT_TIMEOUT = 2.0  # seconds a web process's Redis call may take in all (QUEUES_REDIS["TIMEOUT"])
+TIMEOUT_SHARE = 0.4  # of it, what one attempt may take (connect, or wait for a reply); retries start until the rest
 SOCKET_CONNECT_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
 BACKOFF_BASE = 0.1  # seconds; retry n waits between BACKOFF_BASE * 2**(n-1) and twice that ...
@@ -76,32 +83,57 @@ _LOGGED = {
 }
 
 
-class _Refused(Exception):
-    """Carries an error out of redis-py's retry loop, which would otherwise retry it."""
-
-    def __init__(self, error: redis.AuthenticationError) -> None:
-        super().__init__(error)
-        self.error = error
+_deadline = threading.local()  # the end of the outermost retry loop running in this thread
 
 
 class LostConnectionRetry(Retry):
-    """redis-py's ``Retry`` for a lost connection; a refused password is raised at once.
+    """redis-py's ``Retry`` for a lost connection, with a time budget; a refused password is raised at once.
 
     ``AuthenticationError`` is a ``ConnectionError`` to redis-py, so its retry loop would retry a wrong
     password, and a worker (unlimited retries) would hang for ever instead of failing with the reason.
+
+    ``budget`` (seconds, web processes): no attempt starts later than that after the outermost call began. redis-py
+    nests retry loops (a command's, and inside it the health check's PING on an idle connection); they share
+    the one deadline, so a Redis that accepts connections and never answers fails a web call in about
+    ``QUEUES_REDIS["TIMEOUT"]``, not in the sum of every loop's timeouts.
     """
 
-    def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
-        def attempt() -> Any:
-            try:
-                return do()
-            except redis.AuthenticationError as e:
-                raise _Refused(e) from e
+    def __init__(self, backoff: Any, retries: int, *, budget: float | None = None) -> None:
+        super().__init__(backoff, retries)
+        self.budget = budget
 
+    def call_with_retry(self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False,  # noqa: FBT001,FBT002
+                        ) -> Any:
+        until = getattr(_deadline, "until", None)
+        outermost = until is None and self.budget is not None
+        if outermost:
+            until = _deadline.until = time.monotonic() + self.budget  # type: ignore[operator]
         try:
-            return super().call_with_retry(attempt, fail, *args, **kwargs)
-        except _Refused as refused:
-            raise refused.error from None
+            self._backoff.reset()
+            failures = 0
+            while True:
+                try:
+                    return do()
+                except redis.AuthenticationError:
+                    raise
+                except self._supported_errors as error:
+                    if is_retryable and not is_retryable(error):
+                        raise
+                    failures += 1
+                    if with_failure_count:
+                        fail(error, failures)
+                    else:
+                        fail(error)
+                    if 0 <= self._retries < failures:
+                        raise
+                    wait = self._backoff.compute(failures)
+                    if until is not None and time.monotonic() + wait >= until:
+                        raise
+                    if wait > 0:
+                        time.sleep(wait)
+        finally:
+            if outermost:
+                _deadline.until = None
 
 
 def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,18 +164,29 @@ def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_client(config: Mapping[str, Any], *, retries: int, max_connections: int | None = None) -> redis.Redis:
+def build_client(config: Mapping[str, Any], *, retries: int, max_connections: int | None = None,
+                 timeout: float | None = None) -> redis.Redis:
     """A new client for ``config``; ``retries=-1`` retries a lost connection without limit. ``max_connections``:
-    the pool's size (redis-py's default is 100: a threads worker blocks one connection per idle thread)."""
+    the pool's size (redis-py's default is 100: a threads worker blocks one connection per idle thread).
+    ``timeout``: the seconds a call may take in all, retries included (see :data:`TIMEOUT_SHARE`)."""
     kwargs = connection_kwargs(config)
     if max_connections is not None:
         kwargs["max_connections"] = max_connections
-    kwargs["retry"] = LostConnectionRetry(EqualJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), retries)
+    budget = None
+    if timeout is not None:
+        attempt = timeout * TIMEOUT_SHARE
+        kwargs["socket_connect_timeout"] = min(kwargs["socket_connect_timeout"], attempt)
+        kwargs["socket_timeout"] = min(kwargs.get("socket_timeout") or attempt, attempt)
+        budget = timeout - attempt
+    kwargs["retry"] = LostConnectionRetry(EqualJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), retries,
+                                          budget=budget)
     return redis.Redis(connection_pool=ConnectionPool(**kwargs))
 
 
 def get_connection(role: str = WEB) -> redis.Redis:
-    """This process's Redis client for ``role`` (``"web"`` or ``"worker"``), built on first use."""
+    """This process's Redis client for ``role``, built on first use: ``"web"`` (a few retries, every call bounded
+    by ``QUEUES_REDIS["TIMEOUT"]``), ``"worker"`` (retries without limit) or ``"events"`` (a web process's event
+    listener: blocking reads, so no read timeout)."""
     key = (os.getpid(), role)
     client = _clients.get(key)
     if client is None:
@@ -152,7 +195,8 @@ def get_connection(role: str = WEB) -> redis.Redis:
             if client is None:
                 config = get_config().redis
                 retries = -1 if role == WORKER else int(config.get("RETRIES", 3))
-                client = _clients[key] = build_client(config, retries=retries)
+                timeout = float(config.get("TIMEOUT", DEFAULT_TIMEOUT)) if role == WEB else None
+                client = _clients[key] = build_client(config, retries=retries, timeout=timeout)
     return client
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import redis
 
 from .conf import get_config, get_definition
+from .connection import EVENTS as EVENTS_ROLE
 from .connection import get_connection
 from .scripts import PUBLISH, QueueKeys
 
@@ -46,7 +47,7 @@ JSON_FIELDS = frozenset({"data", "return_value"})
 INT_FIELDS = frozenset({"attempts_made", "priority", "stalled_count", "count", "failed"})
 FLOAT_FIELDS = frozenset({"due"})
 EVENTS = ("added", "waiting", "delayed", "prioritized", "active", "progress", "completed", "failed", "retrying",
-          "stalled", "removed", "paused", "resumed", "drained", "cleaned")
+          "stalled", "removed", "paused", "resumed", "drained", "cleaned", "scheduler-upserted", "scheduler-removed")
 
 
 def publish(client: Any, queue: str, event: str, **fields: Any) -> None:
@@ -117,7 +118,7 @@ class QueueEvents:
         get_definition(queue)
         self.queue = queue
         self.key = QueueKeys.of(queue).events
-        self.connection = connection if connection is not None else get_connection()
+        self.connection = connection if connection is not None else get_connection(EVENTS_ROLE)
         self.block_ms = max(1, int(block * 1000))  # also how soon close() is noticed
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
         self._closed = threading.Event()

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from redis.retry import Retry
 
 from config.redis_server import RedisServer, free_port
 from queues import get_queue
-from queues.connection import WEB, WORKER, get_connection
+from queues.connection import WEB, WORKER, get_connection, reset_connections
 from queues.worker import Worker
 from tests.testapp.jobs import whoami
 
@@ -409,8 +410,9 @@ def test_connection__web_gives_up_fast() -> None:
         with pytest.raises(redis.ConnectionError):
             client.ping()
         waited = time.monotonic() - started
-    # The default 3 retries back off 0.1-0.2, 0.2-0.4 and 0.4-0.8 s: 0.7-1.4 s in all.
-    assert 0.6 < waited < 3, waited
+    # The default 3 retries back off 0.1-0.2, 0.2-0.4 and 0.4-0.8 s, and none starts past 60 % of the 2 s TIMEOUT:
+    # at least the first two waits (0.3 s), at most 1.2 s.
+    assert 0.25 < waited < 2.2, waited
 
 
 def test_connection__web_survives_a_short_restart(own_server: RedisServer) -> None:
@@ -504,3 +506,62 @@ def test_connection__job_process_uses_its_own_socket(redis_client: redis.Redis) 
     info = dict(ast.literal_eval(recorded[0].decode()))
     assert info["pid"] != os.getpid()
     assert info["client_id"] not in (worker_id, worker_client.client_id(), get_connection().client_id())
+
+
+# --- a hung Redis (accepts, never answers) ----------------------------------------------------------------------
+
+
+@contextmanager
+def stopped(server: RedisServer) -> Iterator[None]:
+    """SIGSTOP the server (it keeps accepting connections and never answers), SIGCONT it after."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def timed_add() -> tuple[float, BaseException | None]:
+    started = time.monotonic()
+    try:
+        get_queue("email").add("tests.record", {"key": "k", "value": "v"})
+    except redis.RedisError as e:
+        return time.monotonic() - started, e
+    return time.monotonic() - started, None
+
+
+@pytest.mark.parametrize("connection", ["open", "new"])
+def test_hung_redis__a_web_call_fails_within_the_timeout(own_server: RedisServer, connection: str) -> None:
+    """A server that accepts and never answers (SIGSTOP) fails a web process's call within QUEUES_REDIS["TIMEOUT"]
+    (default 2 s), retries and health checks included, on an open connection and on a new one."""
+    with override_settings(QUEUES_REDIS={"URL": own_server.url}):
+        reset_connections()
+        get_connection().ping()  # a connection is open (and its health check due later)
+        if connection == "new":
+            reset_connections()
+        with stopped(own_server):
+            took, error = timed_add()
+        assert isinstance(error, redis.TimeoutError | redis.ConnectionError), error
+        assert took <= 2.5, f"add() took {took:.1f} s against a hung Redis"
+        took, error = timed_add()  # the server answers again: the next call works at once
+        assert error is None and took < 1
+        with override_settings(QUEUES_REDIS={"URL": own_server.url, "TIMEOUT": 0.5}), stopped(own_server):
+            reset_connections()
+            took, error = timed_add()
+        assert error is not None and took <= 0.8, took
+    reset_connections()
+
+
+def test_hung_redis__a_restart_within_the_timeout_is_retried(own_server: RedisServer) -> None:
+    """The web side still rides out a Redis restart (refused connections retried with backoff) within the bound."""
+    with override_settings(QUEUES_REDIS={"URL": own_server.url}):
+        reset_connections()
+        get_connection().ping()
+        own_server.stop()
+        restart = restart_later(own_server, 0.2)
+        took, error = timed_add()
+        restart.join()
+        assert error is None, error
+        assert took <= 2.0
+    reset_connections()
