@@ -21,7 +21,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from . import maintenance, schedulers
+from . import maintenance, schedulers, spool
 from .conf import get_config, get_definition
 from .connection import get_connection
 from .events import publish
@@ -178,7 +178,7 @@ class Queue:
         if not prepared:
             return []
         if transaction.get_connection().in_atomic_block:
-            transaction.on_commit(lambda: self._write(prepared))
+            transaction.on_commit(lambda: self._write_at_commit(prepared))
             return [self._handle(new) for new in prepared]
         added = self._write(prepared)
         return [self._handle(new) if was_added else self._existing(new)
@@ -191,6 +191,14 @@ class Queue:
             args += [new.id, new.mode, new.score, -1, new.name,
                      msgpack.packb([item for pair in new.fields.items() for item in pair], use_bin_type=False)]
         return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
+
+    def _write_at_commit(self, prepared: list[NewJob]) -> None:
+        """The write of jobs added in a transaction, once it committed: Redis unreachable, they are spooled to the
+        database (``queues.spool``) instead of failing a request whose work is done."""
+        try:
+            self._write(prepared)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            spool.spool(self.name, prepared, e)
 
     def _prepare_item(self, spec: JobSpec, index: int) -> NewJob:
         """:meth:`_prepare` for an item of ``add_bulk``: every error names the item, to find it among many."""

@@ -45,7 +45,7 @@ from rq.job import _current_job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from . import lifecycle, schedulers
+from . import lifecycle, schedulers, spool
 from .conf import get_config, get_definition
 from .connection import WORKER, build_client, get_connection
 from .exceptions import JobRefused, UnrecoverableError
@@ -573,9 +573,12 @@ class Worker(rq.Worker):
         lc = self._lifecycle
         assert lc is not None
         period = max(0.5, lc.stalled_interval / 3)
-        next_beat = 0.0
+        next_beat = next_flush = 0.0
         while not (self._stopping.is_set() and not self._held):
             try:
+                if time.monotonic() >= next_flush and not self._stopping.is_set():
+                    next_flush = time.monotonic() + spool.FLUSH_INTERVAL
+                    spool.flush_quietly(self.connection, lc.queues)  # jobs Redis could not take at a commit
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + period
                     for taken in lc.extend(list(self._held.values())):

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -53,8 +55,23 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
+def test_database_url() -> str:
+    """The test database (pytest-django's, whether or not it exists yet) as a ``DATABASE_URL``: a process a test
+    starts reads and writes it, never the database of ``python dev.py run`` (a worker's keeper reads the spool)."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    test_name = (db.get("TEST") or {}).get("NAME")
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{test_name or os.path.join(tempfile.gettempdir(), 'tests-db-unnamed.sqlite3')}"
+    auth = quote(db.get("USER") or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db.get("PASSWORD") else "")
+    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{test_name or 'test_' + db['NAME']}"
+
+
 def manage_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1",
+           "DATABASE_URL": test_database_url()}
     env.update(extra)
     return env
 
