@@ -4,8 +4,11 @@ A plain RQ worker imports jobs by dotted path, so these live in an importable mo
 with the project root as its working directory (``benchmarks.plain_jobs.noop``).
 """
 
+import json
 import time
 from typing import Any
+
+TICK_STAMPS = "bench:ticks"  # the list tick() pushes onto (run.py's ``schedulers``; plain_cron.py)
 
 
 def noop(*args: Any, **kwargs: Any) -> None:
@@ -23,3 +26,13 @@ def stamp(key: str) -> None:
     from rq import get_current_job
 
     get_current_job().connection.rpush(key, repr(started))
+
+
+def tick(key: str = TICK_STAMPS) -> None:
+    """Push ``{"id": <this job's id>, "started": time.time()}`` (JSON) onto the Redis list ``key`` as the job's first
+    step (RQ's cron runs, ``run.py``'s ``schedulers``)."""
+    started = time.time()
+    from rq import get_current_job
+
+    running = get_current_job()
+    running.connection.rpush(key, json.dumps({"id": running.id, "started": started}))

@@ -16,6 +16,9 @@ database. The benchmarks (``--only`` takes these names):
 - ``enqueue``: ``add`` / ``add_bulk`` against ``enqueue`` / ``enqueue_many`` (``enqueue_throughput.py``'s cases).
 - ``latency``: add-to-start latency on an idle worker, p50 / p99.
 - ``delayed``: delayed-job lateness (``delayed_lateness.py``'s logic, a shorter spread).
+- ``schedulers``: job scheduler tick lateness on an idle worker: an ``every=1`` scheduler (``upsert_job_scheduler``)
+  against plain RQ's ``rq cron`` (``CronScheduler``, ``interval=1``), N ticks each: p50 / p99 / max of start − tick,
+  runs started before their tick, ticks missed or run twice.
 - ``memory``: Redis memory per waiting job, ``add`` against ``enqueue`` of the same job and data.
 - ``dashboard``: the admin dashboard's response time at 10 and 1,000,000 waiting jobs (``--quick``: 100,000).
 
@@ -69,16 +72,16 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PEERS = Path(os.environ.get("QUEUES_BENCH_PEERS", "/tmp/queues-bench-peers"))  # noqa: S108 - throw-away, outside git
 PEER_VENV_PY = PEERS / "venv" / "bin" / "python"
 JSON_SERIALIZER = "rq.serializers.JSONSerializer"
-NAMES = ("workers", "sleep", "enqueue", "latency", "delayed", "memory", "dashboard")
+NAMES = ("workers", "sleep", "enqueue", "latency", "delayed", "schedulers", "memory", "dashboard")
 BATCH = 1000  # jobs per add_bulk / enqueue_many call when filling a queue
 
 SIZES = {  # full run / --quick
     "full": {"noop": 10_000, "fork": 2_000, "rq_simple": 5_000, "rq_fork": 1_000, "peer_py": 5_000, "sleep": 1_000,
-             "enqueue": 5_000, "latency": 300, "delayed_jobs": 200, "delayed_spread": 10.0, "memory": 10_000,
-             "dashboard": (10, 1_000_000), "dashboard_block": 5},
+             "enqueue": 5_000, "latency": 300, "delayed_jobs": 200, "delayed_spread": 10.0, "scheduler_ticks": 60,
+             "memory": 10_000, "dashboard": (10, 1_000_000), "dashboard_block": 5},
     "quick": {"noop": 2_000, "fork": 300, "rq_simple": 1_000, "rq_fork": 150, "peer_py": 1_000, "sleep": 1_000,
-              "enqueue": 1_000, "latency": 90, "delayed_jobs": 40, "delayed_spread": 4.0, "memory": 2_000,
-              "dashboard": (10, 100_000), "dashboard_block": 3},
+              "enqueue": 1_000, "latency": 90, "delayed_jobs": 40, "delayed_spread": 4.0, "scheduler_ticks": 20,
+              "memory": 2_000, "dashboard": (10, 100_000), "dashboard_block": 3},
 }
 
 
@@ -571,6 +574,180 @@ def bench_delayed(b: Bench) -> dict[str, Any]:
     return {"jobs": jobs, "spread": spread_s, "results": results}
 
 
+SCHEDULER_ID = "bench-tick"  # the job scheduler of the ``schedulers`` benchmark (both sides)
+TICK_TOLERANCE = 0.0015  # s: a run's tick may differ from the grid by the rounding to whole milliseconds
+
+
+def quiet_until(when: float, procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """Wait until ``when`` (POSIX time) sending Redis nothing (``delayed_lateness.quiet_until``, for several
+    processes): a command would wake Redis's event loop and make an idle worker's wake-ups more punctual."""
+    while (left := when - time.time()) > 0:
+        for proc, log_path in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[2:5]} exited ({proc.returncode}):\n"
+                                   f"{log_path.read_text(errors='replace')[-3000:]}")
+        time.sleep(min(left, 0.5))
+
+
+def read_tick_stamps(client: Any, key: str, settle_until: int) -> list[tuple[str, float]]:
+    """The ``(job id, started)`` pairs the tick jobs pushed; first up to 10 s for ``settle_until`` of them."""
+    deadline = time.monotonic() + 10
+    while client.llen(key) < settle_until and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [(item["id"], item["started"]) for item in (json.loads(raw) for raw in client.lrange(key, 0, -1))]
+
+
+def score_ticks(window: range, runs: list[dict[str, Any]], missing: Callable[[int], str]) -> dict[str, Any]:
+    """Lateness (start − tick, ms) of the runs whose tick number ``k`` is in ``window``; which ticks of the window
+    have no run, and which have more than one (``runs``: ``{"id", "k", "tick" (s), "started" (s)}``)."""
+    by_tick: dict[int, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_tick.setdefault(run["k"], []).append(run)
+    inside = sorted((run for run in runs if run["k"] in window), key=lambda run: run["k"])
+    lateness = [(run["started"] - run["tick"]) * 1000 for run in inside]
+    marked = [(run["started_at"] - run["tick"]) * 1000 for run in inside if run.get("started_at") is not None]
+    out: dict[str, Any] = {
+        "ticks": len(window), "runs": len(inside), "after_window": sum(1 for r in runs if r["k"] > window[-1]),
+        "early_runs": [f"{run['id']} ({ms:+.3f} ms)" for run, ms in zip(inside, lateness, strict=True) if ms < 0],
+        "missed_ticks": [missing(k) for k in window if k not in by_tick],
+        "twice_ticks": [f"tick {k}: " + ", ".join(run["id"] for run in by_tick[k])
+                        for k in window if len(by_tick.get(k, [])) > 1],
+        "lateness_ms": lateness, "started_at_ms": marked,
+    }
+    out.update(early=len(out["early_runs"]), missed=len(out["missed_ticks"]), twice=len(out["twice_ticks"]))
+    if lateness:
+        out.update(p50=nearest_rank(lateness, 50), p99=nearest_rank(lateness, 99), max=max(lateness),
+                   min=min(lateness))
+    return out
+
+
+def scheduler_app(b: Bench, ticks: int, r: int) -> dict[str, Any]:
+    """This app: ``upsert_job_scheduler(every=1)`` with one idle ``manage.py rqworker bench``; ticks k = 1..N: the
+    scheduler's first tick (``next`` in the upsert's reply) + (k - 1) s."""
+    from benchmarks import jobs
+    from benchmarks.plain_jobs import TICK_STAMPS
+    from queues import get_queue
+    from queues.schedulers import RUN_PREFIX
+
+    args, env = b.app_worker("processes", 1, burst=False)
+    log_path = b.directory / f"schedulers-app-{r}.log"
+    worker = start(args, log_path, env)
+    queue = get_queue("bench")
+    try:
+        wait_until(lambda: b.client.scard("rq:workers:bench") > 0, 60, "the app's worker", worker, log_path)
+        time.sleep(1.0)  # let it settle into its blocking wait
+        # Upsert mid-second: the first tick is then ≥ 0.5 s away (the next whole second, or the upsert + 1 s), so the
+        # reply's `next` is still the first tick and not already the second (the worker taking the first at once).
+        time.sleep((0.5 - time.time() % 1) % 1)
+        before = time.time()
+        first = queue.upsert_job_scheduler(SCHEDULER_ID, jobs.tick, {"key": TICK_STAMPS}, every=1)["next"].timestamp()
+        after = time.time()
+        anchor = first - 1  # tick k = anchor + k s
+        quiet_until(anchor + ticks + 0.3, [(worker, log_path)])
+        stamps = read_tick_stamps(b.client, TICK_STAMPS, ticks)
+    finally:
+        code = stop(worker)
+    queue.remove_job_scheduler(SCHEDULER_ID)
+    prefix = f"{RUN_PREFIX}{SCHEDULER_ID}-"
+    runs, off_grid, foreign, field_mismatch = [], [], [], []
+    pipe = b.client.pipeline(transaction=False)
+    for job_id, _started in stamps:
+        pipe.hmget(f"rq:job:{job_id}", "tick", "started_at")
+    for (job_id, started), (tick_field, started_at) in zip(stamps, pipe.execute(), strict=True):
+        suffix = job_id.removeprefix(prefix)
+        if not job_id.startswith(prefix) or not suffix.isdigit():
+            foreign.append(job_id)
+            continue
+        tick = int(suffix) / 1000  # the tick, from the run's id
+        if tick_field is None or int(tick_field) != int(suffix):
+            field_mismatch.append(f"{job_id}: tick field {tick_field!r}")
+        k = round(tick - anchor)
+        if abs(tick - (anchor + k)) > TICK_TOLERANCE:
+            off_grid.append(job_id)
+        runs.append({"id": job_id, "k": k, "started": started, "tick": tick, "started_at": parse_time(started_at)})
+
+    def missing(k: int) -> str:
+        job_id = f"{prefix}{round((anchor + k) * 1000)}"
+        status = b.client.hget(f"rq:job:{job_id}", "status")
+        return f"{job_id} ({'no job' if status is None else status.decode()})"
+
+    # lateness against the run's own tick (its id); the grid (anchor + k s) decides missed and twice
+    result = score_ticks(range(1, ticks + 1), runs, missing)
+    last = max((run for run in runs if run["k"] <= ticks), key=lambda run: run["k"], default=None)
+    result.update(worker_exit=code, off_grid=off_grid, foreign=foreign, field_mismatch=field_mismatch,
+                  first_tick_after_upsert_s=first - before, first_tick_odd=not before < first <= after + 1,
+                  drift_ms=(last["tick"] - (anchor + last["k"])) * 1000 if last else None)
+    return result
+
+
+def scheduler_rq(b: Bench, ticks: int, r: int) -> dict[str, Any]:
+    """Plain RQ: ``rq cron benchmarks.plain_cron`` (``interval=1``) with one idle ``rq worker`` (SimpleWorker);
+    intended ticks: the first enqueue + k s, k = 0..N-1, a run matched to its tick by its ``enqueued_at``."""
+    from rq.cron import get_cron_job_history_key
+
+    from benchmarks.plain_jobs import TICK_STAMPS
+
+    worker_log, cron_log = b.directory / f"schedulers-rq-worker-{r}.log", b.directory / f"schedulers-rq-cron-{r}.log"
+    worker = start([sys.executable, "-m", "rq.cli", "worker", "--url", b.url, "--worker-class",
+                    "rq.worker.SimpleWorker", "plain"], worker_log, child_env())
+    cron = None
+    history = get_cron_job_history_key(SCHEDULER_ID)
+    try:
+        wait_until(lambda: b.client.scard("rq:workers:plain") > 0, 60, "the plain RQ worker", worker, worker_log)
+        time.sleep(1.0)
+        cron = start([sys.executable, "-m", "rq.cli", "cron", "--url", b.url, "benchmarks.plain_cron"], cron_log,
+                     child_env())
+        wait_until(lambda: b.client.zcard(history) > 0, 60, "RQ's cron to enqueue its first run", cron, cron_log,
+                   step=0.02)
+        first = b.client.zrange(history, 0, 0, withscores=True)[0][1]
+        quiet_until(first + ticks - 1 + 0.3, [(worker, worker_log), (cron, cron_log)])
+        stamps = read_tick_stamps(b.client, TICK_STAMPS, ticks)
+    finally:
+        if cron is not None:
+            stop(cron)
+        code = stop(worker)
+    enqueued = {raw.decode(): score for raw, score in b.client.zrange(history, 0, -1, withscores=True)}
+    t0 = min(enqueued.values())  # the documented schedule: the first enqueue, then every `interval` seconds
+    runs = []
+    for job_id, started in stamps:
+        enqueued_at, started_at = b.client.hmget(f"rq:job:{job_id}", "enqueued_at", "started_at")
+        at = enqueued.get(job_id) or parse_time(enqueued_at)
+        runs.append({"id": job_id, "k": round(at - t0), "tick": t0 + round(at - t0), "started": started,
+                     "started_at": parse_time(started_at)})
+
+    def missing(k: int) -> str:
+        near = [job_id for job_id, at in enqueued.items() if round(at - t0) == k]
+        return f"tick {k} ({'enqueued as ' + ', '.join(near) + ', not run' if near else 'not enqueued'})"
+
+    result = score_ticks(range(ticks), runs, missing)
+    in_window = [at for at in enqueued.values() if round(at - t0) < ticks]
+    last = max(in_window)
+    result.update(worker_exit=code, enqueued=len(in_window), drift_ms=(last - (t0 + round(last - t0))) * 1000)
+    return result
+
+
+def bench_schedulers(b: Bench) -> dict[str, Any]:
+    ticks = b.sizes["scheduler_ticks"]
+    results: dict[str, list[dict[str, Any]]] = {"this app": [], "plain RQ": []}
+    for r in range(b.rounds):
+        for name in rotated(list(results), r):
+            b.client.flushall()
+            try:
+                result = scheduler_app(b, ticks, r) if name == "this app" else scheduler_rq(b, ticks, r)
+            except Exception as e:  # noqa: BLE001 - report it and go on
+                log(f"  {name}: FAILED in round {r + 1}: {str(e)[:400]}")
+                results[name].append({"error": str(e)[:1500]})
+                continue
+            results[name].append(result)
+            problems = result["early_runs"] + result["missed_ticks"] + result["twice_ticks"]
+            log(f"  round {r + 1} {name}: {result['runs']}/{ticks} ticks run, p50 {result.get('p50', float('nan')):.1f}"
+                f" ms, p99 {result.get('p99', float('nan')):.1f} ms, max {result.get('max', float('nan')):.1f} ms; "
+                f"early {result['early']}, missed {result['missed']}, twice {result['twice']}"
+                + (f"\n    {'; '.join(problems)}" if problems else ""))
+    b.client.flushall()
+    return {"ticks": ticks, "results": results}
+
+
 def bench_memory(b: Bench) -> dict[str, Any]:
     import redis
     import rq
@@ -680,7 +857,7 @@ def bench_dashboard(b: Bench) -> dict[str, Any]:
 
 BENCHMARKS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "enqueue": bench_enqueue, "memory": bench_memory, "workers": bench_workers, "sleep": bench_sleep,
-    "latency": bench_latency, "delayed": bench_delayed, "dashboard": bench_dashboard,
+    "latency": bench_latency, "delayed": bench_delayed, "schedulers": bench_schedulers, "dashboard": bench_dashboard,
 }
 
 
@@ -868,6 +1045,78 @@ def section_delayed(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def section_schedulers(data: dict[str, Any]) -> list[str]:
+    n = data["ticks"]
+    out = ["## Job scheduler tick lateness", "",
+           f"One job scheduler per side firing every second, {n} ticks per round, on an idle worker (one worker "
+           "process per side, started and idle before the schedule begins); sides one after the other within a "
+           "round, order rotated. **This app:** `get_queue(\"bench\").upsert_job_scheduler(\"bench-tick\", "
+           "benchmarks.jobs.tick, {...}, every=1)` with `manage.py rqworker bench` (processes, c=1). Its ticks are "
+           f"the scheduler's own first tick after the upsert (`next` in the reply) + (k − 1) s, k = 1..{n}; each "
+           "tick's run is the delayed job `repeat-bench-tick-<tick ms>`, "
+           "and the tick is read from that id (checked against the job hash's `tick` field). **Plain RQ 3.0:** "
+           "its `CronScheduler` run as RQ documents it, `rq cron benchmarks.plain_cron` (`cron.register(tick, "
+           "queue_name=\"plain\", interval=1)`), with `rq worker --worker-class rq.worker.SimpleWorker plain`. "
+           "RQ's cron keeps no intended time per run (it enqueues an interval job at once when it starts, then "
+           "sleeps until its last enqueue + `interval` and enqueues again), so its ticks are taken as the "
+           f"documented schedule: the first run's `enqueued_at` + k s (k = 0..{n - 1}), each run matched to the "
+           "nearest tick by its own `enqueued_at`. Lateness = the time the job function started (`time.time()`, "
+           "its first statement) − its tick; negative = started before its tick. *Missed*: a tick of the window "
+           "with no run; *twice*: a tick with more than one run. *Drift*: how far the last tick's run is from "
+           "that grid (this app: the tick in its id; RQ: its enqueue, which each time counts from the previous "
+           "one). While the ticks fall due the runner sends Redis nothing. p50 / p99 / max / min by nearest "
+           f"rank over the runs of all rounds together (over one round's {n} runs p99 is at or next to the max), "
+           "with each "
+           "round's p50 beside them, and the p50 of the worker's own mark in the job hash, `started_at` − tick "
+           "(this app writes it when it takes the run, before adding the next run and calling the function; RQ when "
+           "it starts the job); counts are over all rounds; drift: the median over rounds (min–max).", "",
+           "| side | scheduler and worker | rounds | runs / ticks | p50 ms | p99 ms | max ms | min ms | "
+           "p50 per round, ms | `started_at` − tick, p50 ms | started before their tick | ticks missed | ticks run "
+           "twice | drift at the last tick, ms |", "|---|---|" + "---:|" * 12]
+    commands = {"this app": "`upsert_job_scheduler(every=1)`, `manage.py rqworker bench`",
+                "plain RQ": "`rq cron` (`interval=1`), `rq worker -w rq.worker.SimpleWorker`"}
+    notes = []
+    for name, rounds in data["results"].items():
+        done = [r for r in rounds if "error" not in r and r.get("lateness_ms")]
+        for i, r in enumerate(rounds, 1):
+            if "error" in r:
+                notes.append(f"- {name}, round {i}: failed: `{r['error'][:300]}`")
+        if not done:
+            out.append(f"| {name} | {commands.get(name, '')} | 0 | failed | | | | | | | | | | |")
+            continue
+        drift = [r["drift_ms"] for r in done if r.get("drift_ms") is not None]
+        pooled = [ms for r in done for ms in r["lateness_ms"]]
+        marks = [ms for r in done for ms in r.get("started_at_ms", [])]
+        out.append(f"| {name} | {commands.get(name, '')} | {len(done)} | {sum(r['runs'] for r in done)} / "
+                   f"{sum(r['ticks'] for r in done)} | {nearest_rank(pooled, 50):.1f} | "
+                   f"{nearest_rank(pooled, 99):.1f} | {max(pooled):.1f} | {min(pooled):.1f} | "
+                   f"{spread([r['p50'] for r in done], '{:.1f}')} | "
+                   f"{f'{nearest_rank(marks, 50):.1f}' if marks else '–'} | {sum(r['early'] for r in done)} | "
+                   f"{sum(r['missed'] for r in done)} | {sum(r['twice'] for r in done)} | "
+                   f"{spread(drift, '{:.1f}')} |")
+        for i, r in enumerate(rounds, 1):
+            for key, what in (("early_runs", "started BEFORE their tick"), ("missed_ticks", "ticks missed"),
+                              ("twice_ticks", "ticks run twice"), ("off_grid", "runs off the every-1-s grid"),
+                              ("foreign", "runs not of the scheduler"), ("field_mismatch", "`tick` field ≠ id")):
+                if r.get(key):
+                    notes.append(f"- **{name}, round {i}: {len(r[key])} {what}:** " + "; ".join(r[key][:20]))
+            if r.get("first_tick_odd"):
+                notes.append(f"- **{name}, round {i}: the first tick is not within 1 s after the upsert call "
+                             f"({r['first_tick_after_upsert_s']:+.3f} s).**")
+    if notes:
+        out += ["", *notes]
+    app = [r for r in data["results"].get("this app", []) if "error" not in r and r.get("lateness_ms")]
+    bad = {key: sum(r[key] for r in app) for key in ("early", "missed", "twice")}
+    pooled = [ms for r in app for ms in r["lateness_ms"]]
+    measured = (f"{bad['early']} early, {bad['missed']} missed, {bad['twice']} twice; p50 "
+                f"{nearest_rank(pooled, 50):.1f} ms, p99 {nearest_rank(pooled, 99):.1f} ms" if app else "failed")
+    out += ["", "| goal | measured | |", "|---|---|---|",
+            goal_row("job scheduler runs never start before their tick, no tick missed or run twice (this app, "
+                     "`every=1`, idle worker; p50 / p99 reported)", measured,
+                     bool(app) and not any(bad.values()) and len(app) == len(data["results"]["this app"]))]
+    return out
+
+
 def section_memory(data: dict[str, Any]) -> list[str]:
     sides = data["sides"]
     out = ["## Redis memory per waiting job", "",
@@ -961,9 +1210,10 @@ def _first_rate(results: dict[str, Any], bench: str, prefix: str) -> str:
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "workers": section_workers, "sleep": section_sleep, "enqueue": section_enqueue, "latency": section_latency,
-    "delayed": section_delayed, "memory": section_memory, "dashboard": section_dashboard,
+    "delayed": section_delayed, "schedulers": section_schedulers, "memory": section_memory,
+    "dashboard": section_dashboard,
 }
-DOC_ORDER = ("workers", "sleep", "peers", "enqueue", "latency", "delayed", "memory", "dashboard")
+DOC_ORDER = ("workers", "sleep", "peers", "enqueue", "latency", "delayed", "schedulers", "memory", "dashboard")
 INTRO = """# Benchmarks: this app next to plain RQ
 
 Produced by [`benchmarks/run.py`](../benchmarks/README.md), which runs every benchmark of the project beside plain
@@ -990,6 +1240,20 @@ MARK = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.S)
 SUMMARY = re.compile(r"<!-- summary -->\n.*?<!-- /summary -->\n", re.S)
 
 
+def insert_section(text: str, name: str, block: str, found: set[str]) -> str:
+    """``text`` with the new section ``block`` where ``DOC_ORDER`` puts it: before the next section the page has,
+    else after the previous one, else right after the goals."""
+    if name in DOC_ORDER:
+        i = DOC_ORDER.index(name)
+        after = next((n for n in DOC_ORDER[i + 1:] if n in found), None)
+        if after is not None:
+            return text.replace(f"<!-- bench:{after} -->\n", f"{block}\n<!-- bench:{after} -->\n", 1)
+        before = next((n for n in reversed(DOC_ORDER[:i]) if n in found), None)
+        if before is not None:
+            return text.replace(f"<!-- /bench:{before} -->\n", f"<!-- /bench:{before} -->\n\n{block}", 1)
+    return text.replace("<!-- /summary -->\n", f"<!-- /summary -->\n\n{block}", 1)
+
+
 def write_doc(sections: dict[str, str]) -> None:
     """Replace the measured sections of docs/benchmarks.md (create the page's frame if it has none)."""
     text = DOC.read_text() if DOC.exists() else ""
@@ -1006,7 +1270,8 @@ def write_doc(sections: dict[str, str]) -> None:
         if name in found:
             text = MARK.sub(lambda m, n=name, blk=block: blk if m.group(1) == n else m.group(0), text)
         else:
-            text = text.replace("<!-- /summary -->\n", f"<!-- /summary -->\n\n{block}", 1)
+            text = insert_section(text, name, block, found)
+            found.add(name)
     goals = []
     for m in MARK.finditer(text):
         goals += [line.replace(" <!-- goal -->", "").replace("| ", f"| `{m.group(1)}`: ", 1)
