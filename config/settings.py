@@ -229,6 +229,8 @@ QUEUES_JOB_SCHEDULERS = {
     # The seed's scheduled maintenance: each queue's retention applied to its old jobs, and notifications that
     # ended more than NOTIFICATIONS_KEEP_DAYS ago deleted, every day at 03:15.
     "cleanup": {"queue": "cleanup", "job": "notifications.cleanup", "pattern": "15 3 * * *"},
+    # The notifications outbox: rows whose enqueue failed (Redis down) or whose job Redis lost, enqueued again.
+    "notifications-sweep": {"queue": "cleanup", "job": "notifications.sweep", "every": 60},
 }
 NOTIFICATIONS_KEEP_DAYS = env_int("NOTIFICATIONS_KEEP_DAYS", default=90, minimum=1, maximum=100_000, what="days")
 

@@ -90,6 +90,21 @@ def cleanup() -> dict[str, Any]:
     return {"jobs": jobs, "notifications_deleted": deleted}
 
 
+@job(CLEANUP_QUEUE, name="notifications.sweep")
+def sweep() -> dict[str, Any]:
+    """The outbox sweep, every minute by the ``notifications-sweep`` job scheduler: pending rows whose enqueue
+    failed, and queued rows whose job Redis lost, enqueued under their own job ids (``notifications.outbox``)."""
+    from .outbox import SWEEP_LIMIT
+    from .outbox import sweep as sweep_outbox
+
+    enqueued: list[int] = []
+    while True:
+        batch = sweep_outbox(lost=True)
+        enqueued += batch
+        if len(batch) < SWEEP_LIMIT:
+            return {"enqueued": len(enqueued)}
+
+
 @job(EMAIL_QUEUE, name="notifications.deliver")
 def deliver(notification_id: int) -> dict[str, Any]:
     """Send notification ``notification_id`` by email, at most once (see the module docstring)."""

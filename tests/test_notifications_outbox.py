@@ -125,3 +125,69 @@ def test_sweep_command__refuses_bad_arguments() -> None:
         call_command("notifications_sweep", "--every", "0")
     with pytest.raises(CommandError, match="'x' is not a whole number greater than 0"):
         call_command("notifications_sweep", "--limit", "x")
+
+
+# --- queued rows whose job vanished from Redis ------------------------------------------------------------------
+
+def run_email_worker() -> None:
+    from queues.worker import SimpleWorker
+    from tests.helpers import signals_restored
+
+    with signals_restored():
+        SimpleWorker(["email", "notifications"]).work(burst=True)
+
+
+def test_sweep_lost__a_queued_row_whose_job_vanished_is_enqueued_again_under_its_id(
+        redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis lost a job (a crash with appendfsync everysec, an operator's drain): its row, queued, is enqueued again
+    under the same job id once past the grace; a row whose job is still there is left alone; each is sent once."""
+    from django.core import mail
+
+    lost = services.send_welcome_email(make_user("lost").pk)
+    kept = services.send_welcome_email(make_user("kept").pk)
+    assert lost.status == kept.status == "queued"
+    get_queue("email").remove_job(lost.job_id)  # the job is gone; the row still says queued
+    age(lost, kept, seconds=120)
+
+    assert outbox.sweep(lost=True, lost_grace=timedelta(seconds=60), dry_run=True) == [lost.pk]
+    with caplog.at_level(logging.WARNING, logger="notifications"):
+        assert outbox.sweep(lost=True, lost_grace=timedelta(seconds=60)) == [lost.pk]
+    assert f"notification {lost.pk}" in caplog.text and "no longer in Redis" in caplog.text
+    assert get_queue("email").get_job(lost.job_id) is not None
+    assert outbox.sweep(lost=True, lost_grace=timedelta(seconds=60)) == []  # its job exists again: nothing to do
+
+    run_email_worker()
+    assert sorted(m.to[0] for m in mail.outbox) == ["kept@example.com", "lost@example.com"]
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_sweep_lost__rows_younger_than_the_grace_are_left_alone(redis_client: redis.Redis) -> None:
+    row = services.send_welcome_email(make_user().pk)
+    get_queue("email").remove_job(row.job_id)
+    assert outbox.sweep(lost=True, lost_grace=timedelta(seconds=60)) == []
+
+
+def test_sweep_command__lost_option(redis_client: redis.Redis) -> None:
+    row = services.send_welcome_email(make_user().pk)
+    get_queue("email").remove_job(row.job_id)
+    age(row, seconds=600)
+    call_command("notifications_sweep", "--lost")
+    assert get_queue("email").get_job(row.job_id) is not None
+
+
+def test_sweep_job__runs_the_lost_sweep_and_the_project_schedules_it_every_minute(redis_client: redis.Redis) -> None:
+    from config import settings as project
+    from queues.worker import SimpleWorker
+    from tests.helpers import signals_restored
+
+    assert project.QUEUES_JOB_SCHEDULERS["notifications-sweep"] == {
+        "queue": "cleanup", "job": "notifications.sweep", "every": 60}
+    row = services.send_welcome_email(make_user().pk)
+    get_queue("email").remove_job(row.job_id)
+    age(row, seconds=600)
+    get_queue("cleanup").add("notifications.sweep")
+    with signals_restored():
+        SimpleWorker(["cleanup"]).work(burst=True)
+    [done] = get_queue("cleanup").get_jobs("completed")
+    assert done.rq_job.return_value() == {"enqueued": 1}
+    assert get_queue("email").get_job(row.job_id) is not None

@@ -358,7 +358,9 @@ def test_the_projects_cleanup_scheduler_runs_daily_on_the_cleanup_queue(redis_cl
     scheduler = get_queue("cleanup").get_job_scheduler("cleanup")
     assert scheduler["job"] == "notifications.cleanup" and scheduler["origin"] == "settings"
     assert timedelta(0) < scheduler["next"] - datetime.now(UTC) <= timedelta(days=1)
-    assert get_queue("cleanup").get_job_counts()["delayed"] == 1
+    sweep = get_queue("cleanup").get_job_scheduler("notifications-sweep")
+    assert sweep["job"] == "notifications.sweep" and sweep["every"] == 60
+    assert get_queue("cleanup").get_job_counts()["delayed"] == 2  # one pending run each
 
 
 def test_a_scheduler_whose_job_is_gone_from_the_code_ends_with_an_error(redis_client, caplog):

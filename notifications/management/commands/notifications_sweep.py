@@ -52,13 +52,16 @@ class Command(BaseCommand):
                             metavar="SECONDS",
                             help="leave rows younger than this to the request that made them (default: %(default)r)")
         parser.add_argument("--dry-run", action="store_true", help="list what would be enqueued, enqueue nothing")
+        parser.add_argument("--lost", action="store_true",
+                            help="also enqueue again the queued notifications whose job Redis no longer has "
+                                 "(reads every queued row: for a periodic sweep)")
 
-    def handle(self, *args: Any, every: float | None, limit: int, grace: float, dry_run: bool,
+    def handle(self, *args: Any, every: float | None, limit: int, grace: float, dry_run: bool, lost: bool,
                verbosity: int, **options: Any) -> None:
         logging.getLogger("notifications").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
         while True:
             try:
-                self.sweep(limit=limit, grace=timedelta(seconds=grace), dry_run=dry_run, verbosity=verbosity)
+                self.sweep(limit=limit, grace=timedelta(seconds=grace), dry_run=dry_run, lost=lost, verbosity=verbosity)
             except outbox.REDIS_DOWN as e:
                 message = f"Redis is unreachable ({type(e).__name__}): pending notifications stay pending."
                 if every is None:
@@ -71,12 +74,13 @@ class Command(BaseCommand):
             except KeyboardInterrupt:
                 return
 
-    def sweep(self, *, limit: int, grace: timedelta, dry_run: bool, verbosity: int) -> None:
+    def sweep(self, *, limit: int, grace: timedelta, dry_run: bool, lost: bool, verbosity: int) -> None:
         # A backlog larger than one batch is swept in batches, until a batch comes back short.
         while True:
-            ids = outbox.sweep(limit=limit, grace=grace, dry_run=dry_run)
+            ids = outbox.sweep(limit=limit, grace=grace, dry_run=dry_run, lost=lost)
             if verbosity > 0 and (ids or verbosity > 1):
                 verb = "would enqueue" if dry_run else "enqueued"
-                self.stdout.write(f"{verb} {len(ids)} pending notification(s)" + (f": {ids}" if ids else ""))
+                what = "pending or lost" if lost else "pending"
+                self.stdout.write(f"{verb} {len(ids)} {what} notification(s)" + (f": {ids}" if ids else ""))
             if len(ids) < limit or dry_run:
                 return
