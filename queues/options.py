@@ -130,6 +130,10 @@ class Retention:
 
 
 KEEP = Retention()
+# When neither the queue, the @job nor add() says: bounded, so a busy queue never grows Redis without end (BullMQ
+# keeps every job by default; `False` still does). Failed jobs are what an operator acts on: kept longer.
+DEFAULT_KEEP_COMPLETED = Retention(count=1000, age=7 * 24 * 60 * 60)
+DEFAULT_KEEP_FAILED = Retention(count=10_000, age=30 * 24 * 60 * 60)
 
 
 def _fail(where: str, message: str) -> InvalidJobOptions:
@@ -261,8 +265,8 @@ class JobOptions:
 
     attempts: int = 1
     backoff: Backoff = Backoff()
-    remove_on_complete: Retention = KEEP
-    remove_on_fail: Retention = KEEP
+    remove_on_complete: Retention = DEFAULT_KEEP_COMPLETED
+    remove_on_fail: Retention = DEFAULT_KEEP_FAILED
     timeout: float | None = None
     delay: float = 0.0
     run_at: float | None = None  # a POSIX timestamp; wins over delay
