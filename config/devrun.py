@@ -4,12 +4,16 @@
 
 1. Environment of everything it starts: ``DJANGO_SETTINGS_MODULE`` (default ``config.settings``),
    ``DJANGO_DEBUG=true`` unless set, ``PYTHONUNBUFFERED=1``.
-2. Redis: the one ``REDIS_URL`` / ``REDIS_HOST``... name (default localhost:6379) if it answers, else a private
-   one on a free loopback port (``config.redis_server``), which ``REDIS_URL`` then names for every child.
-3. ``manage.py migrate``; a demo superuser ``admin`` (its random password is printed once, when created).
+2. Redis: the one ``REDIS_URL`` / ``REDIS_HOST``... name if it answers (its database is said); when none is named,
+   or the one named does not answer, a private one on a free loopback port (``config.redis_server``), which
+   ``REDIS_URL`` then names for every child: the demo never writes into a Redis it was not pointed at.
+3. ``manage.py migrate``; a demo superuser ``admin`` (its random password is printed once, when created, last,
+   once the web server answers and the worker is up, so the children's start-up lines do not scroll it away).
 4. ``manage.py runserver`` (autoreloader on) and ``manage.py rqworker`` on every queue of ``QUEUES`` (the worker
-   is also the scheduler: it promotes delayed jobs itself), each in a session of its own; on Linux the kernel
-   sends them SIGTERM should their parent die.
+   is also the scheduler: it promotes delayed jobs and runs the job schedulers), each in a session of its own; on
+   Linux the kernel sends them SIGTERM should their parent die. ``--workers light`` (default): one worker process
+   for every queue, one job at a time (``queues.worker.SimpleWorker``), about 4 processes in all;
+   ``--workers full``: each queue's ``mode`` and ``concurrency``, as in production.
 5. On SIGINT / SIGTERM / SIGHUP, or when either child exits on its own: SIGTERM to both process groups; the
    worker may finish its running job for ``--grace`` seconds (RQ's warm shutdown), the web server gets 5; what is
    left is killed, then the private Redis is stopped, last. Exit status 0 after a requested stop, 1 if a child died.
@@ -32,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -68,37 +73,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address the web server binds (default: %(default)r)")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="seconds the worker may take to finish its running job on shutdown (default: %(default)r)")
+    parser.add_argument("--workers", choices=("light", "full"), default="light",
+                        help="light: one worker process for every queue; full: each queue's mode and concurrency, "
+                             "as in production (default: %(default)s)")
     return parser.parse_args(argv)
 
 
 def redis_url_and_place() -> tuple[str, str]:
-    """The URL of the Redis the environment names (credentials included) and its printable ``host:port``."""
+    """The URL of the Redis the environment names (credentials included) and its printable ``host:port db N``."""
     config = redis_from_env()
     if "URL" in config:
         url = config["URL"]
         parts = urlsplit(url)
-        place = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+        db = (parts.path.strip("/") or "0") if parts.scheme != "unix" else "0"
+        place = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379} db {db}"
     else:
         user, password = config["USERNAME"] or "", config["PASSWORD"] or ""
         auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user or password else ""
         host = f"[{config['HOST']}]" if ":" in config["HOST"] else config["HOST"]
-        place = f"{host}:{config['PORT']}"
-        url = f"{'rediss' if config['SSL'] else 'redis'}://{auth}{place}/{config['DB']}"
+        url = f"{'rediss' if config['SSL'] else 'redis'}://{auth}{host}:{config['PORT']}/{config['DB']}"
+        place = f"{host}:{config['PORT']} db {config['DB']}"
     if config.get("SSL_CA_CERTS"):
         url += ("&" if "?" in url else "?") + "ssl_ca_certs=" + quote(config["SSL_CA_CERTS"])
     return url, place
 
 
 def choose_redis() -> RedisServer | None:
-    """Use the configured Redis if it answers, else start a private one and point ``REDIS_URL`` at it."""
-    source = ("from REDIS_URL" if os.environ.get("REDIS_URL", "").strip()
-              else "from REDIS_HOST/REDIS_PORT" if any(os.environ.get(v, "").strip() for v in REDIS_VARIABLES)
-              else "the default")
-    url, place = redis_url_and_place()
-    if reachable(url):
-        print(f"Redis: using {place} ({source})")
-        return None
-    print(f"Redis: WARNING: nothing answers at {place} ({source}); starting a private server instead")
+    """Use the configured Redis if it answers, else start a private one and point ``REDIS_URL`` at it. With no
+    ``REDIS_*`` variable at all, a private one too: the demo's keys never land in a Redis nobody pointed it at."""
+    configured = any(os.environ.get(v, "").strip() for v in REDIS_VARIABLES)
+    source = "from REDIS_URL" if os.environ.get("REDIS_URL", "").strip() else "from REDIS_HOST/REDIS_PORT"
+    if configured:
+        url, place = redis_url_and_place()
+        if reachable(url):
+            print(f"Redis: using {place} ({source}); the demo's jobs and keys go there")
+            return None
+        print(f"Redis: WARNING: nothing answers at {place} ({source}); starting a private server instead")
+    else:
+        print("Redis: none configured (REDIS_URL, or REDIS_HOST and REDIS_PORT); starting a private server")
     server = RedisServer(directory=ROOT / ".run" / "redis").start()
     for name in REDIS_VARIABLES:
         os.environ.pop(name, None)
@@ -108,8 +120,9 @@ def choose_redis() -> RedisServer | None:
     return server
 
 
-def set_up(host: str, port: int) -> list[str]:
-    """Migrate and ensure the demo admin exists; return the queue names of ``settings.QUEUES``."""
+def set_up(host: str, port: int) -> tuple[list[str], str]:
+    """Migrate and ensure the demo admin exists; return the queue names of ``settings.QUEUES`` and the line that
+    tells the developer how to log in (printed once everything is up)."""
     migrate = subprocess.run([*MANAGE, "migrate", "--noinput"], cwd=ROOT, check=False)
     if migrate.returncode:
         raise SystemExit(f"manage.py migrate failed (exit {migrate.returncode}): see its output above.")
@@ -119,9 +132,29 @@ def set_up(host: str, port: int) -> list[str]:
         raise SystemExit(f"Creating the demo admin failed (exit {setup.returncode}): see the output above.")
     result = json.loads(setup.stdout.strip().splitlines()[-1])
     admin = f"Admin: http://{host}:{port}/admin/  user admin"
-    print(f"{admin}  password {result['password']}" if result["password"]
-          else f"{admin} (password unchanged: manage.py changepassword admin to reset)")
-    return list(result["queues"])
+    login = (f"{admin}  password {result['password']}" if result["password"]
+             else f"{admin} (password unchanged: manage.py changepassword admin to reset)")
+    return list(result["queues"]), login
+
+
+def wait_until_up(host: str, port: int, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
+    """Wait until the web server answers and a worker has registered in Redis (or a child exited, or a stop signal
+    came, or ``timeout``); whether everything is up."""
+    import redis  # the children import Django; this process only needs the client
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"]) if os.environ.get("REDIS_URL") else None
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/admin/login/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _signals and all(p.poll() is None for p in processes):
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own server, on the loopback
+                pass
+            if client is None or client.scard("rq:workers"):
+                return True
+        except (OSError, redis.RedisError):
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def die_with_launcher() -> None:
@@ -191,12 +224,17 @@ def stop(web: subprocess.Popen[bytes], worker: subprocess.Popen[bytes], grace: f
 
 
 def run(args: argparse.Namespace) -> int:
-    queues = set_up(args.host, args.port)
+    queues, login = set_up(args.host, args.port)
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_stop_signal)
     address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     web = start("runserver", address)
-    worker = start("rqworker", *queues)
+    light = ["--worker-class", "queues.worker.SimpleWorker"] if args.workers == "light" else []
+    worker = start("rqworker", *light, *queues)
+    if wait_until_up(args.host, args.port, [web, worker]):
+        print(f"Ready ({args.workers} workers: {'one process for every queue' if light else 'as QUEUES sets'}). "
+              "Ctrl-C stops everything.")
+    print(login)
     died = None
     while not _signals and died is None:
         time.sleep(0.2)

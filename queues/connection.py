@@ -11,7 +11,8 @@
 - A web process's call takes at most about ``QUEUES_REDIS["TIMEOUT"]`` (default 2 s) in all, even against a
   server that accepts connections and never answers: each attempt may take 40 % of it (connecting, or waiting
   for the reply), and no retry starts after the other 60 %.
-- "Redis connected" and connection errors are logged with host and port, never the password.
+- "Redis connected" (at DEBUG: a process opens several) and connection errors (ERROR) are logged with host and
+  port, never the password.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class _LoggedConnectionMixin:
         except redis.RedisError as e:
             logger.error("Redis connection error (%s): %s", self.where(), e)
             raise
-        logger.info("Redis connected (%s)", self.where())
+        logger.debug("Redis connected (%s)", self.where())
 
 
 class LoggedConnection(_LoggedConnectionMixin, Connection):

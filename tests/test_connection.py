@@ -146,9 +146,9 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 @pytest.fixture
 def connection_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """``caplog`` for the "queues.connection" logger at INFO (the project's LOGGING stops propagation at "queues")."""
+    """``caplog`` for the "queues.connection" logger at DEBUG (the project's LOGGING stops propagation at "queues")."""
     logger = logging.getLogger("queues.connection")
-    caplog.set_level(logging.INFO, logger="queues.connection")
+    caplog.set_level(logging.DEBUG, logger="queues.connection")
     added = not reaches(logger, caplog.handler)  # newer pytest versions attach it to "queues" themselves
     if added:
         logger.addHandler(caplog.handler)
@@ -266,7 +266,7 @@ def test_connection__password(form: str, password_server: RedisServer,
         assert client.ping() is True
         assert client.set("k", "v") is True
         shown += [repr(client), repr(client.connection_pool)]
-    assert f"Redis connected (127.0.0.1:{port})" in messages(connection_log, logging.INFO)
+    assert f"Redis connected (127.0.0.1:{port})" in messages(connection_log, logging.DEBUG)
 
     wrong = "wrong-" + PASSWORD[::-1]
     with override_settings(QUEUES_REDIS=config(wrong)), \
@@ -336,7 +336,7 @@ def test_connection__tls(form: str, tls_server: TLSRedisServer, connection_log: 
         assert client.ping() is True
         assert client.set("tls", "yes") is True
         assert client.get("tls") == b"yes"
-    assert f"Redis connected (127.0.0.1:{port})" in messages(connection_log, logging.INFO)
+    assert f"Redis connected (127.0.0.1:{port})" in messages(connection_log, logging.DEBUG)
 
 
 @pytest.mark.parametrize("form", ["host", "url"])
@@ -367,7 +367,8 @@ def test_connection__tls_from_environment(variables: str, tls_server: TLSRedisSe
         "from queues.connection import get_connection\n"
         "print(get_connection().ping())\n"
     )
-    env = python_env(DJANGO_SETTINGS_MODULE="config.settings", DJANGO_DEBUG="true", **redis_env)
+    env = python_env(DJANGO_SETTINGS_MODULE="config.settings", DJANGO_DEBUG="true", QUEUES_LOG_LEVEL="DEBUG",
+                     **redis_env)
     result = run_python(code, env, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
@@ -378,13 +379,15 @@ def test_connection__tls_from_environment(variables: str, tls_server: TLSRedisSe
 
 
 def test_connection__logs_connected(redis_server: RedisServer, connection_log: pytest.LogCaptureFixture) -> None:
-    """Log "Redis connected (host:port)" at INFO when the first command opens the socket, and only then."""
+    """Log "Redis connected (host:port)" at DEBUG (a process opens several) when the first command opens the socket,
+    and only then."""
     with override_settings(QUEUES_REDIS={"URL": redis_server.url}):
         client = get_connection()
-        assert messages(connection_log, logging.INFO) == []
+        assert messages(connection_log, logging.DEBUG) == []
         client.ping()
         client.ping()
-    assert messages(connection_log, logging.INFO) == [f"Redis connected (127.0.0.1:{redis_server.port})"]
+    assert messages(connection_log, logging.DEBUG) == [f"Redis connected (127.0.0.1:{redis_server.port})"]
+    assert messages(connection_log, logging.INFO) == []
 
 
 def test_connection__logs_connection_error(connection_log: pytest.LogCaptureFixture) -> None:

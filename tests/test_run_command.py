@@ -236,12 +236,10 @@ def test_run_command__starts_a_private_redis_when_none_answers(tmp_path: Path) -
         assert server_name in names(processes)
         commands = [" ".join(proc.cmdline()) for proc in processes]
         assert sum("runserver" in command for command in commands) == 2  # the autoreloader and its server
-        # The worker command supervises one worker process per unit of each queue's concurrency; each promotes
-        # delayed jobs itself, so no scheduler process runs beside them.
-        from config import settings as project_settings
-
-        workers = sum(spec.get("concurrency", 1) for spec in project_settings.QUEUES.values())
-        assert sum("rqworker email" in command for command in commands) == 1 + workers
+        # A light run: one worker process takes every queue's jobs (and promotes delayed jobs, runs the job
+        # schedulers), so no scheduler process runs beside it; the keeper, and Redis: 5 processes in all.
+        assert sum("rqworker" in command for command in commands) == 1
+        assert len(processes) == 5, commands
 
         assert launcher.stop() == 0, launcher.output
         assert_all_gone(launcher, processes)
@@ -258,7 +256,7 @@ def test_run_command__uses_the_redis_that_answers(tmp_path: Path, redis_server: 
     try:
         wait_until_serving(launcher)
         processes = launcher.tree()
-        assert f"Redis: using 127.0.0.1:{redis_server.port} (from REDIS_URL)" in launcher.output
+        assert f"Redis: using 127.0.0.1:{redis_server.port} db 0 (from REDIS_URL)" in launcher.output
         assert not names(processes) & set(SERVER_NAMES)
         assert "started private" not in launcher.output
         assert launcher.stop() == 0, launcher.output
@@ -279,7 +277,7 @@ def test_run_command__never_prints_the_redis_password(tmp_path: Path) -> None:
             job_id = add_job(launcher, server.url, "notifications.ping", {"message": "with a password"})
             assert wait_for(lambda: job_status(server.url, job_id) == b"finished", 30, launcher), launcher.output
             assert launcher.stop(signal.SIGINT) == 0, launcher.output
-            assert f"Redis: using 127.0.0.1:{server.port} (from REDIS_HOST/REDIS_PORT)" in launcher.output
+            assert f"Redis: using 127.0.0.1:{server.port} db 0 (from REDIS_HOST/REDIS_PORT)" in launcher.output
             assert SECRET not in launcher.output
         finally:
             kill_everything(launcher)
@@ -327,5 +325,42 @@ def test_run_command__stops_in_order_when_killed(tmp_path: Path) -> None:
         output = launcher.output
         assert output.index(f"job completed id={job_id}") < output.index("Redis: stopped the private"), output
         assert "Redis connection error" not in output
+    finally:
+        kill_everything(launcher)
+
+
+@pytest.mark.timeout(120)
+def test_run_command__none_configured__a_private_redis_and_the_password_comes_last(tmp_path: Path) -> None:
+    """With no REDIS_* variable, a private Redis even if one answers on 6379 (the demo's keys go nowhere else);
+    the login line comes once the web server answers and the worker is up, and no "Redis connected" line buries it."""
+    launcher = start_launcher(launcher_env(tmp_path))
+    try:
+        launcher.line(r"Redis: started private \S+ at redis://127\.0\.0\.1:\d+/0")
+        assert "Redis: none configured" in launcher.output and "using" not in launcher.output
+        login = launcher.line(r"Admin: http://127\.0\.0\.1:\d+/admin/  user admin  password \S+", timeout=60)
+        assert wait_for(lambda: "Ready (light workers" in launcher.output, 10, launcher), launcher.output
+        lines = launcher.lines
+        ready = next(i for i, line in enumerate(lines) if "Ready (light workers" in line)
+        taking = next(i for i, line in enumerate(lines) if "taking jobs from" in line)
+        assert taking < ready < lines.index(login.string), launcher.output
+        assert "Redis connected" not in launcher.output
+        assert launcher.stop() == 0, launcher.output
+    finally:
+        kill_everything(launcher)
+
+
+@pytest.mark.timeout(120)
+def test_run_command__full_workers_run_each_queues_concurrency(tmp_path: Path) -> None:
+    """``--workers full``: the worker command supervises one process per unit of each queue's concurrency."""
+    from config import settings as project_settings
+
+    launcher = start_launcher(launcher_env(tmp_path), "--workers", "full")
+    try:
+        wait_until_serving(launcher)
+        assert wait_for(lambda: "Ready (full workers" in launcher.output, 60, launcher), launcher.output
+        commands = [" ".join(proc.cmdline()) for proc in launcher.tree()]
+        workers = sum(spec.get("concurrency", 1) for spec in project_settings.QUEUES.values())
+        assert sum("rqworker email" in command for command in commands) == 1 + workers
+        assert launcher.stop() == 0, launcher.output
     finally:
         kill_everything(launcher)
