@@ -6,7 +6,8 @@
 - Staff act for any user; other users only for themselves and only see their own notifications (another's
   is a 404, so ids of others' notifications are not confirmed).
 - Errors are JSON: ``{"error": "...", "errors": {"<field>": ["..."]}}``; 400 for a bad body (field named),
-  404 for an unknown user or notification, 409 when the notification has moved on, never a traceback.
+  404 for an unknown user or notification, 409 when the notification has moved on, 413 for a body over
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE``, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from functools import wraps
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
@@ -80,6 +83,10 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return error(404, str(e))
             except NotChangeable as e:
                 return error(409, str(e))
+            except RequestDataTooBig:  # reading the body (the view, or the CSRF check's request.POST)
+                return error(413, f"The request body is over the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,}-byte limit "
+                                  "(DATA_UPLOAD_MAX_MEMORY_SIZE): send less, or put large content somewhere else and "
+                                  "send its id.")
             except Exception:
                 logger.exception("Notifications API: %s %s failed", request.method, request.path)
                 return error(500, "Internal server error.")

@@ -106,13 +106,20 @@ def failed_reason(error: BaseException) -> str:
 
 
 def completed(job: RQJob, value: Any, worker_name: str) -> Outcome:
-    """The outcome of a run that returned ``value``."""
+    """The outcome of a run that returned ``value``; one JSON cannot carry is stored as RQ's marker, with a warning."""
     try:
         encoded = json.dumps(value, separators=(",", ":"))
-    except (TypeError, ValueError):
-        logger.warning("job id=%s returned a value JSON cannot carry (%s): stored as None", job.id,
-                       type(value).__name__)
-        encoded, value = "null", None
+    except (TypeError, ValueError, RecursionError):  # not JSON; an int past the digit limit; nested too deep
+        from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
+
+        kind = type(value)
+        logger.warning("job id=%s name=%s queue=%s returned a value of type %s, which JSON cannot carry: stored %r as "
+                       "its result instead; return plain data (dicts, lists, str, numbers) or ids",
+                       job.id, job.description or job.func_name, job.origin,
+                       kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}",
+                       UNSERIALIZABLE_RETURN_VALUE_PAYLOAD)
+        value = UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
+        encoded = json.dumps(value)
     ttl = job.result_ttl if job.result_ttl is not None else DEFAULT_RESULT_TTL
     result = ["type", "1", "worker_name", worker_name]
     if value is not None:

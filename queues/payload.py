@@ -2,7 +2,8 @@
 
 BullMQ's advice ("pass IDs, fetch data in the worker") made a rule: a model instance, a queryset, a
 ``datetime`` or anything else JSON cannot carry is refused with a message that says what to pass
-instead, and so is data over ``QUEUES_MAX_PAYLOAD_BYTES``.
+instead, and so is data over ``QUEUES_MAX_PAYLOAD_BYTES``, nested over :data:`MAX_DEPTH` levels, or holding an
+int outside the signed 64-bit range.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from django.db.models import Model, QuerySet
 
 from .exceptions import InvalidJobData, PayloadTooLarge
 
+MAX_DEPTH = 100  # levels of dicts and lists, the job data's own dict included
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # a BigIntegerField's range (JavaScript reads ints exactly to ±2**53 only)
+
 _SCALARS = (str, int, float, bool, type(None))
-_PLAIN = frozenset({str, int, bool, type(None)})  # exactly these types need no look (a float may be NaN)
+_PLAIN = frozenset({str, bool, type(None)})  # exactly these types need no look (a float may be NaN, an int huge)
+_PATH_SHOWN = 80  # characters of a too-deep value's path in the message
 
 
 def _hint(value: Any) -> str:
@@ -46,11 +51,23 @@ def _hint(value: Any) -> str:
     return f"is a {type(value).__module__}.{type(value).__qualname__}, which JSON cannot carry: pass plain data or ids"
 
 
-def _walk(value: Any, path: str, seen: set[int]) -> None:
+def _walk(value: Any, path: str, seen: set[int], depth: int) -> None:
     if isinstance(value, _SCALARS):
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidJobData(f"job data {path} {_hint(value)}.")
+        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise InvalidJobData(
+                f"job data {path} is an integer of {value.bit_length():,} bits, outside the signed 64-bit range "
+                f"({INT_MIN:,} to {INT_MAX:,}) that databases and JSON readers outside Python hold: pass str(value) "
+                "and int() it in the job."
+            )
         return
+    if depth > MAX_DEPTH and isinstance(value, dict | list):
+        shown = path if len(path) <= _PATH_SHOWN else path[:_PATH_SHOWN] + "…"
+        raise InvalidJobData(
+            f"job data nests lists and dicts more than {MAX_DEPTH} levels deep at {shown}: flatten it, or keep it "
+            "in the database or a file and pass its id."
+        )
     if isinstance(value, dict):
         if id(value) in seen:
             raise InvalidJobData(f"job data {path} refers back to itself (a circular reference): pass plain data.")
@@ -58,8 +75,9 @@ def _walk(value: Any, path: str, seen: set[int]) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidJobData(f"job data {path} has the key {key!r}: JSON object keys must be strings.")
-            if type(item) not in _PLAIN:  # most data is flat: no path built, no call, for a plain value
-                _walk(item, f"{path}[{key!r}]", seen)
+            kind = type(item)  # most data is flat: no path built, no call, for a plain value
+            if kind not in _PLAIN and (kind is not int or not INT_MIN <= item <= INT_MAX):
+                _walk(item, f"{path}[{key!r}]", seen, depth + 1)
         seen.discard(id(value))
         return
     if isinstance(value, list):
@@ -67,7 +85,7 @@ def _walk(value: Any, path: str, seen: set[int]) -> None:
             raise InvalidJobData(f"job data {path} refers back to itself (a circular reference): pass plain data.")
         seen.add(id(value))
         for index, item in enumerate(value):
-            _walk(item, f"{path}[{index}]", seen)
+            _walk(item, f"{path}[{index}]", seen, depth + 1)
         seen.discard(id(value))
         return
     raise InvalidJobData(f"job data {path} {_hint(value)}.")
@@ -77,7 +95,8 @@ def check_payload(data: Any, max_bytes: int) -> int:
     """Check that ``data`` is a dict of JSON values no larger than ``max_bytes``; return its size.
 
     Raises:
-        InvalidJobData: ``data`` holds something JSON cannot carry; the message names where and what to pass.
+        InvalidJobData: ``data`` holds something JSON cannot carry (or an int outside 64 bits), or nests over
+            :data:`MAX_DEPTH` levels; the message names where and what to pass.
         PayloadTooLarge: the JSON is over ``max_bytes``.
     """
     return len(encode_payload(data, max_bytes).encode())
@@ -89,7 +108,7 @@ def encode_payload(data: Any, max_bytes: int) -> str:
         raise InvalidJobData(
             f"job data must be a dict of keyword arguments for the job function, not {type(data).__name__}."
         )
-    _walk(data, "data", set())
+    _walk(data, "data", set(), 1)
     encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     size = len(encoded) if encoded.isascii() else len(encoded.encode())
     if size > max_bytes:

@@ -5,7 +5,8 @@ django-rq lets any staff user requeue, delete or stop jobs from its pages. Mount
 every POST (delete, requeue, empty, stop, bulk actions) needs ``queues.manage``, the permissions of the
 queues dashboard. Set ``RQ_SHOW_ADMIN_LINK = False`` too, or django-rq also mounts them unguarded in the
 admin (``manage.py check`` warns, ``queues.W001``). Its ``stats.json`` and ``metrics`` keep their own
-authentication (staff, or the ``RQ_API_TOKEN`` bearer).
+authentication (staff, or the ``RQ_API_TOKEN`` bearer). While Redis cannot be reached, every page answers 503
+with the reason (``Redis at host:port/db could not be reached (...)``), as the queues dashboard does, not a 500.
 """
 
 from __future__ import annotations
@@ -14,21 +15,43 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import redis
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
+
+from .dashboard import redis_error
 
 VIEW_PERMISSION = "queues.view_queue"
 MANAGE_PERMISSION = "queues.manage"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def redis_unavailable(view: Callable[..., HttpResponse], *, as_json: bool = False) -> Callable[..., HttpResponse]:
+    """``view``, answering 503 with the reason while Redis cannot be reached (in JSON for ``as_json``)."""
+
+    @wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+            message = redis_error(e)
+            if as_json:
+                return JsonResponse({"error": message}, status=503)
+            return HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+
+    return answer
+
+
 def guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """``view`` for staff with ``queues.view_queue`` (reading) or ``queues.manage`` (any other method).
 
     Anonymous users go to the admin login, as on every admin page; others without the permission get 403.
+    While Redis cannot be reached, the ones allowed in get 503 (:func:`redis_unavailable`).
     """
+    view = redis_unavailable(view)
 
     @wraps(view)
     def check(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -40,5 +63,13 @@ def guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return admin.site.admin_view(check)
 
 
+def api_urlpatterns() -> list[URLPattern]:
+    """django-rq's ``stats.json`` (503 in JSON) and ``metrics`` (503 in text) while Redis cannot be reached."""
+    patterns = get_api_urlpatterns()
+    for pattern in patterns:
+        pattern.callback = redis_unavailable(pattern.callback, as_json=pattern.name == "home_json")
+    return patterns
+
+
 app_name = "django_rq"  # django-rq's templates reverse "django_rq:…"
-urlpatterns = get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=guarded)
+urlpatterns = api_urlpatterns() + get_admin_urlpatterns(view_wrapper=guarded)

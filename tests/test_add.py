@@ -132,6 +132,7 @@ def circular() -> dict:
         ({"pair": (1, 2)}, InvalidJobData, r"is a tuple: pass a list"),
         ({"blob": b"\x00"}, InvalidJobData, r"is bytes"),
         ({"ratio": math.nan}, InvalidJobData, r"not a finite number"),
+        ({"ratios": [1.0, -math.inf]}, InvalidJobData, r"data\['ratios'\]\[1\] is not a finite number"),
         ({"nested": [{"deep": [Node()]}]}, InvalidJobData, r"data\['nested'\]\[0\]\['deep'\]\[0\] is a "
                                                           r"tests.test_add.Node"),
         ({"map": {1: "one"}}, InvalidJobData, r"has the key 1: JSON object keys must be strings"),
@@ -154,6 +155,62 @@ def test_add__payload_limit_is_a_setting(redis_client: redis.Redis) -> None:
         with pytest.raises(PayloadTooLarge, match="123 bytes as JSON, over the 122-byte limit"):
             get_queue("email").add(record, {"key": "k", "value": "x" * 101})
     assert redis_client.llen("rq:queue:email") == 1
+
+
+def nested(levels: int) -> dict:
+    """``{"x": [[...]]}``: a dict and lists, ``levels`` containers deep in all."""
+    value: list = []
+    for _ in range(levels - 2):
+        value = [value]
+    return {"x": value}
+
+
+@pytest.mark.parametrize("levels", [101, 1_000, 100_000])
+def test_add__data_nested_too_deep_is_refused(redis_client: redis.Redis, levels: int) -> None:
+    """Refuse data nested over 100 levels with InvalidJobData naming the limit (not a RecursionError); write
+    nothing."""
+    with pytest.raises(InvalidJobData, match=r"nests lists and dicts more than 100 levels deep at data\['x'\]\[0\]"):
+        get_queue("email").add(record, nested(levels))
+    deep_dict: dict = {}
+    for _ in range(levels):
+        deep_dict = {"k": deep_dict}
+    with pytest.raises(InvalidJobData, match=r"more than 100 levels deep at data\['k'\]\['k'\]"):
+        get_queue("email").add(record, deep_dict)
+    assert redis_client.dbsize() == 0
+
+
+def test_add__data_nested_100_levels_is_accepted() -> None:
+    """Accept data exactly 100 levels deep, and hand it to the job as it was."""
+    handle = get_queue("email").add(add, nested(100))
+    assert get_queue("email").get_job(handle.id).data == nested(100)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (10**5000, r"data\['n'\] is an integer of 16,610 bits"),
+        (-(10**5000), r"data\['n'\] is an integer of 16,610 bits"),
+        (2**63, r"data\['n'\] is an integer of 64 bits"),
+        (-(2**63) - 1, r"data\['n'\] is an integer of 64 bits"),
+    ],
+    ids=["5000-digits", "minus-5000-digits", "2**63", "-2**63-1"],
+)
+def test_add__integer_outside_64_bits_is_refused(redis_client: redis.Redis, value: int, message: str) -> None:
+    """Refuse an int outside the signed 64-bit range (a 5,000-digit one too, not Python's digit-limit ValueError),
+    saying to pass str(value); write nothing."""
+    for data in ({"n": value}, {"l": [value]}):
+        with pytest.raises(InvalidJobData, match=r"outside the signed 64-bit range.*pass str\(value\)"):
+            get_queue("email").add(record, data)
+    with pytest.raises(InvalidJobData, match=message):
+        get_queue("email").add(record, {"n": value})
+    assert redis_client.dbsize() == 0
+
+
+def test_add__integers_within_64_bits_are_accepted() -> None:
+    """Accept the ends of the signed 64-bit range (a BigAutoField's primary keys) and keep them exact."""
+    data = {"low": -(2**63), "high": 2**63 - 1, "ids": [2**53 + 1, -(2**53) - 1], "flag": True}
+    handle = get_queue("email").add(add, data)
+    assert get_queue("email").get_job(handle.id).data == data
 
 
 def rq_fields(redis_client: redis.Redis, job_id: str) -> dict[str, str]:

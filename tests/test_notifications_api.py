@@ -206,3 +206,31 @@ def test_api__unexpected_error_answers_500_without_a_traceback(user: User, user_
     assert response.status_code == 500
     assert response.json() == {"error": "Internal server error."}
     assert b"secret internals" not in response.content and b"Traceback" not in response.content
+
+
+@pytest.mark.parametrize("megabytes", [3, 30])
+def test_api__oversized_body_answers_413_naming_the_limit(user: User, user_client: Client, megabytes: int) -> None:
+    """Answer 413 JSON naming DATA_UPLOAD_MAX_MEMORY_SIZE to a body over it, on every endpoint that reads one;
+    change nothing."""
+    notification = services.schedule_reminder(user.pk, timezone.now() + timedelta(hours=1))["notification"]
+    padding = "x" * (megabytes * 1024 * 1024)
+    expected = {"error": "The request body is over the 2,621,440-byte limit (DATA_UPLOAD_MAX_MEMORY_SIZE): "
+                         "send less, or put large content somewhere else and send its id."}
+    for url, method, body in ((WELCOME, "post", {"user_id": user.pk, "padding": padding}),
+                              (REMINDERS, "post", {"user_id": user.pk, "at": "2031-01-01T08:00:00Z",
+                                                   "message": padding}),
+                              (detail(notification.pk), "patch", {"at": "2031-01-01T08:00:00Z", "padding": padding})):
+        response = post(user_client, url, body, method=method)
+        assert (response.status_code, response.json()) == (413, expected), (url, response.content[:200])
+
+    # A form-encoded body is read by the CSRF check (it looks for csrfmiddlewaretoken) before the view runs.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    request = RequestFactory().get("/")
+    token = get_token(request)
+    client.cookies[settings.CSRF_COOKIE_NAME] = request.META["CSRF_COOKIE"]
+    response = client.post(WELCOME, f"user_id={user.pk}&padding={padding}",
+                           content_type="application/x-www-form-urlencoded", headers={"X-CSRFToken": token})
+    assert (response.status_code, response.json()) == (413, expected)
+    assert list(Notification.objects.values_list("pk", "status", "scheduled_for")) == [
+        (notification.pk, "queued", notification.scheduled_for)]

@@ -93,3 +93,31 @@ def test_rq_pages__rq_reads_every_job_the_worker_ran_its_status_and_result() -> 
     assert 'rq-state-finished">finished<' in page and "SUCCESSFUL" in page
     [result_page] = set(re.findall(rf"/admin/django-rq/queues/{index}/{done.id}/results?/[^\"']+", page))
     assert "42" in reader.get(result_page).content.decode()  # the return value, from the results stream
+
+
+def test_rq_pages__redis_down_answers_503_naming_the_server() -> None:
+    """Answer 503 with "Redis at host:port/db could not be reached" on django-rq's pages, its metrics and its
+    stats.json (as JSON) while nothing listens at the configured Redis, not a 500."""
+    from config.redis_server import free_port
+
+    index = get_queues_map()["email"]
+    reader = staff("reader", "view_queue", "manage")
+    port = free_port()
+    pages = [reverse("django_rq:home"), reverse("django_rq:jobs", args=[index]),
+             reverse("django_rq:queue_details", args=[index]), reverse("django_rq:failed_jobs", args=[index]),
+             reverse("django_rq:finished_jobs", args=[index]), reverse("django_rq:scheduled_jobs", args=[index]),
+             reverse("django_rq:started_jobs", args=[index]), reverse("django_rq:deferred_jobs", args=[index]),
+             reverse("django_rq:job_detail", args=[index, "some-job"]), reverse("django_rq:workers", args=[index])]
+    message = f"Redis at 127.0.0.1:{port}/0 could not be reached (ConnectionError: "
+    with override_settings(QUEUES_REDIS={"URL": f"redis://127.0.0.1:{port}/0", "RETRIES": 0}):
+        for url in pages:
+            response = reader.get(url)
+            assert response.status_code == 503, (url, response.status_code)
+            assert message in response.content.decode(), url
+        response = reader.post(reverse("django_rq:clear", args=[index]), {"post": "yes"})
+        assert response.status_code == 503 and message in response.content.decode()
+        response = reader.get(reverse("django_rq:home_json"))
+        assert response.status_code == 503
+        assert response.json()["error"].startswith(message)
+        response = reader.get(reverse("django_rq:metrics"))
+        assert response.status_code == 503 and message in response.content.decode()

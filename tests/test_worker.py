@@ -265,3 +265,56 @@ def test_worker__attempts_made_counts_every_run_once_the_job_has_ended() -> None
         SimpleWorker(["notifications"]).work(burst=True)
     assert (queue.get_job(completes.id).get_state(), queue.get_job(completes.id).attempts_made) == ("completed", 2)
     assert (queue.get_job(fails.id).get_state(), queue.get_job(fails.id).attempts_made) == ("failed", 2)
+
+
+def test_worker__unserializable_return_value_is_stored_as_rq_marker_with_a_warning(
+        redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """Complete a job that returns a set, a datetime, an object or lists nested 10,000 deep; store RQ's
+    "Unserializable return value" as its result and event, and log a WARNING naming the job and the value's type."""
+    import logging
+
+    from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
+
+    queue = get_queue("email")
+    kinds = {"set": "set", "datetime": "datetime.datetime", "object": "object", "nested": "list"}
+    handles = {kind: queue.add(jobs.returns_unserializable, {"kind": kind}) for kind in kinds}
+    logger = logging.getLogger("queues.worker")  # the project's LOGGING stops propagation at "queues"
+    caplog.set_level(logging.INFO, logger="queues.worker")
+    added = not any(caplog.handler in lg.handlers for lg in (logger, logger.parent))  # pytest may attach it
+    if added:
+        logger.addHandler(caplog.handler)
+    try:
+        with signals_restored():
+            SimpleWorker(["email"]).work(burst=True)
+    finally:
+        if added:
+            logger.removeHandler(caplog.handler)
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "queues.worker" and r.levelno == logging.WARNING]
+    completed = {e["job_id"]: e.get("return_value") for e in read_events(redis_client, "email", 1000)
+                 if e["event"] == "completed"}
+    for kind, type_name in kinds.items():
+        handle = handles[kind]
+        assert handle.get_state() == "completed"
+        assert handle.return_value() == UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
+        assert completed[handle.id] == UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
+        [warning] = [w for w in warnings if f"id={handle.id} " in w]
+        assert (f"job id={handle.id} name=tests.testapp.jobs.returns_unserializable queue=email returned a value "
+                f"of type {type_name}, which JSON cannot carry: stored 'Unserializable return value' as its result "
+                "instead; return plain data (dicts, lists, str, numbers) or ids") in warning
+
+
+def test_worker__rqworker_completes_jobs_whose_return_value_json_cannot_carry(redis_client: redis.Redis) -> None:
+    """Complete, in `rqworker --burst`, jobs returning a set or lists nested 10,000 deep; warn for each and exit 0."""
+    queue = get_queue("email")
+    handles = [queue.add(jobs.returns_unserializable, {"kind": kind}) for kind in ("set", "nested")]
+
+    result = run_manage("rqworker", "email", "--burst")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    for handle, type_name in zip(handles, ("set", "list"), strict=True):
+        assert handle.get_state() == "completed"
+        assert handle.return_value() == "Unserializable return value"
+        assert (f"WARNING queues.worker job id={handle.id} name=tests.testapp.jobs.returns_unserializable queue=email "
+                f"returned a value of type {type_name}, which JSON cannot carry") in output

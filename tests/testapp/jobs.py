@@ -308,3 +308,26 @@ def _record_run(key: str, tag: str) -> None:
     tick = running.rq_job.connection.hget(f"rq:job:{running.id}", "tick")
     get_connection().rpush(key, json.dumps({"id": running.id, "at": time.time(), "tag": tag,
                                             "tick": int(tick) / 1000 if tick else None}))
+
+
+@job("email")
+def returns_unserializable(kind: str) -> object:
+    """Return something JSON cannot carry: a set, a datetime, an object, or lists nested 10,000 deep."""
+    import datetime
+
+    if kind == "nested":
+        value: list = []
+        for _ in range(10_000):
+            value = [value]
+        return value
+    return {"set": {1, 2}, "datetime": datetime.datetime(2024, 1, 2, 3, 4, 5), "object": object()}[kind]
+
+
+@job("email", name="tests.append_line")
+def append_line(path: str, line: str) -> None:
+    """Append ``line`` to the file ``path`` (one write, O_APPEND): a trace that outlives the Redis under test."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
