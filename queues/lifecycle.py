@@ -79,15 +79,17 @@ class Outcome:
     def to_json(self) -> str:
         """The outcome as a job process hands it to its worker (fork mode): everything but the objects."""
         data = {name: getattr(self, name) for name in ("kind", "ttl", "keep", "due", "hash_items", "result_items",
-                                                        "event_items", "attempts_made", "reason")}
+                                                        "event_items", "attempts_made", "reason", "return_value")}
         data["error"] = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
         return json.dumps(data, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> Outcome:
+        """The outcome a job process handed over; its error (for the signals) comes back as an ``Exception`` whose
+        message is ``"<class name>: <message>"`` (the exception object itself stayed in the job process)."""
         data = json.loads(text)
-        data.pop("error", None)
-        return cls(**data)
+        error = data.pop("error", None)
+        return cls(**data, error=Exception(error) if error else None)
 
 
 def attempts_before(job: RQJob) -> int:

@@ -105,3 +105,14 @@ def test_modes__rq_info_lists_the_workers_and_the_jobs(redis_client: redis.Redis
     assert "stalls       |███ 3, 0 executing, 0 finished, 0 failed" in info.stdout
     assert f"info-{mode} (" in info.stdout and "idle stalls." in info.stdout
     assert "1 workers, 1 queues" in info.stdout
+
+
+def test_fork_mode__the_outcome_a_job_process_hands_over_keeps_return_value_and_error() -> None:
+    """A job process (fork mode) hands its outcome to its worker as JSON: the job_completed / job_failed signals
+    there still get the return value, and the error's class and message."""
+    from queues.lifecycle import Outcome
+
+    done = Outcome.from_json(Outcome("completed", return_value={"sent": True, "to": 3}).to_json())
+    assert done.return_value == {"sent": True, "to": 3} and done.error is None
+    failed = Outcome.from_json(Outcome("failed", error=RuntimeError("SMTP said no")).to_json())
+    assert str(failed.error) == "RuntimeError: SMTP said no"
