@@ -60,6 +60,21 @@ def env_int(name: str, *, default: int, minimum: int, maximum: int, what: str = 
     return number
 
 
+def env_token(name: str, *, min_length: int) -> str:
+    """A secret token from ``name``, or ``""`` when unset or empty.
+
+    Raises:
+        EnvError: the token is shorter than ``min_length`` or holds a space (the value is not echoed).
+    """
+    value = _raw(name)
+    if value is None:
+        return ""
+    if len(value) < min_length or any(char.isspace() or not char.isprintable() for char in value):
+        raise EnvError(f"{name} must be at least {min_length} characters with no spaces: generate one with "
+                       "python -c 'import secrets; print(secrets.token_hex(32))'.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import environ
 
-from config.env import EnvError, env_bool, env_int, env_list, env_str, redis_from_env
+from config.env import EnvError, env_bool, env_int, env_list, env_str, env_token, redis_from_env
 from queues.conf import RQQueues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -128,6 +128,11 @@ LOGGING = {
     },
 }
 
+# Error reports (the DJANGO_DEBUG page, its text form, the email to ADMINS) show settings, request.META (the
+# environment, under runserver) and every frame's locals: mask the passwords, tokens and URL passwords in them.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SecretsFilter"
+DEFAULT_EXCEPTION_REPORTER = "config.reporting.SecretsReporter"
+
 # --- Queues -------------------------------------------------------------------------------------
 # The Redis server, from REDIS_URL or REDIS_HOST / REDIS_PORT / REDIS_DB / REDIS_PASSWORD / REDIS_TLS.
 QUEUES_REDIS = redis_from_env()
@@ -241,3 +246,7 @@ RQ = {"WORKER_CLASS": "queues.worker.Worker", "JOB_CLASS": "queues.job.RQJob"}
 # django-rq's pages are mounted at admin/django-rq/ behind the queues permissions (config/urls.py), not as
 # its own admin entry, where any staff user could delete and requeue jobs.
 RQ_SHOW_ADMIN_LINK = False
+# The bearer token of django-rq's stats.json / metrics and of /queues/metrics (`Authorization: Bearer <token>`, for
+# Prometheus). Unset: those pages answer staff sessions only.
+if _rq_api_token := env_token("RQ_API_TOKEN", min_length=32):
+    RQ_API_TOKEN = _rq_api_token

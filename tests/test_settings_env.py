@@ -42,6 +42,8 @@ def settings_value(expression: str, **env: str) -> str:
         ({"DJANGO_DEBUG": "false"}, "DJANGO_SECRET_KEY", "DJANGO_DEBUG=true"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL", "postgres://"),
         ({"REDIS_TLS_CA_CERTS": "/nonexistent.pem", "REDIS_TLS": "true"}, "REDIS_TLS_CA_CERTS", "PEM"),
+        ({"RQ_API_TOKEN": "a-short-token"}, "RQ_API_TOKEN", "at least 32 characters"),
+        ({"RQ_API_TOKEN": "x" * 20 + " " + "y" * 20}, "RQ_API_TOKEN", "token_hex"),
     ],
 )
 def test_settings_env__bad_value_stops_startup_with_one_line(env: dict, named: str, accepts: str) -> None:
@@ -62,6 +64,13 @@ def test_settings_env__password_is_not_echoed_in_errors() -> None:
     assert "hunter2-secret" not in result.stderr + result.stdout
 
 
+def test_settings_env__rq_api_token_is_not_echoed_in_errors() -> None:
+    """Keep a refused RQ_API_TOKEN out of the error about it."""
+    result = check(RQ_API_TOKEN="hunter2-token")
+    assert result.returncode == 1
+    assert "hunter2-token" not in result.stderr + result.stdout
+
+
 def test_settings_env__defaults() -> None:
     """Read localhost:6379 without TLS and a SQLite file in the project when nothing is set."""
     redis = settings_value("settings.QUEUES_REDIS")
@@ -80,6 +89,14 @@ def test_settings_env__redis_variables_are_read() -> None:
                      "('USERNAME', None)]")
     url = settings_value("settings.QUEUES_REDIS", REDIS_URL="rediss://:pw@h:1/3", REDIS_HOST="ignored")
     assert url == "{'URL': 'rediss://:pw@h:1/3'}"
+
+
+def test_settings_env__rq_api_token_is_read() -> None:
+    """Set RQ_API_TOKEN (django-rq's and /queues/metrics' bearer token) from its variable; leave it unset if empty."""
+    token = "0123456789abcdef" * 4
+    assert settings_value("settings.RQ_API_TOKEN", RQ_API_TOKEN=f" {token} ") == token
+    assert settings_value("hasattr(settings, 'RQ_API_TOKEN')") == "False"
+    assert settings_value("hasattr(settings, 'RQ_API_TOKEN')", RQ_API_TOKEN=" ") == "False"
 
 
 def test_settings_env__database_url_is_read() -> None:
