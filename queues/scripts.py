@@ -23,7 +23,9 @@ Keys, beside RQ's own (``rq:queue:<q>`` waiting list, ``rq:job:<id>`` hash, ``rq
 - ``rq:metrics:<q>:completed`` / ``rq:metrics:<q>:failed``: hashes of jobs per epoch minute, plus ``total``;
   minutes past ``QUEUES_METRICS_MINUTES`` are dropped by the finish script.
 - ``rq:wip:<q>``: RQ's started registry, here the active jobs: members ``<job id>:<lock token>`` scored by the
-  lock's expiry (see ``queues.lifecycle``); ``rq:stalled-check:<q>``: one worker at a time checks for stalls.
+  lock's expiry (see ``queues.lifecycle``); ``rq:stalled-check:<q>``: one worker at a time checks for stalls;
+  ``rq:stalled-candidates:<q>``: the members whose lock the last check found out of date (they stall if it still
+  is at the next check).
 - ``rq:dashboard:backlog:<q>``: the admin dashboard's waiting-count samples (see ``queues.dashboard``).
 
 ``rq:scheduled:<q>`` is RQ's scheduled registry, scored here to the microsecond (RQ scores whole
@@ -99,6 +101,7 @@ class QueueKeys:
     completed: str
     failed: str
     stall_check: str
+    stall_candidates: str
 
     @classmethod
     def of(cls, name: str) -> QueueKeys:
@@ -119,6 +122,7 @@ class QueueKeys:
             completed=f"rq:finished:{name}",
             failed=f"rq:failed:{name}",
             stall_check=f"rq:stalled-check:{name}",
+            stall_candidates=f"rq:stalled-candidates:{name}",
         )
 
     def for_take(self) -> list[str]:
@@ -134,7 +138,7 @@ class QueueKeys:
     def for_stalled(self) -> list[str]:
         """KEYS of stalled.lua."""
         return [self.active, self.wait, self.prioritized, self.priority_counter, self.marker, self.events,
-                self.failed, self.metrics_failed, self.stall_check]
+                self.failed, self.metrics_failed, self.stall_check, self.stall_candidates]
 
     def for_add(self) -> list[str]:
         return [self.wait, self.prioritized, self.scheduled, self.marker, self.priority_counter, QUEUES_SET,

@@ -122,7 +122,10 @@ class Worker(rq.Worker):
         names = _queue_names(queues)
         self._given_name: str | None = kwargs.get("name")
         self._definitions = [get_definition(name) for name in names]  # InvalidQueue names the queue and the fix
-        connection = get_connection(WORKER)
+        # A worker takes jobs on the client that waits for Redis for ever; a handle RQ builds to list workers
+        # (``Worker.all()``: no queues, in a web process) keeps the caller's client, whose calls are bounded.
+        given = kwargs.get("connection")
+        connection = given if not names and given is not None else get_connection(WORKER)
         kwargs.update(connection=connection, serializer=JSONSerializer, queue_class=RQQueue, job_class=RQJob)
         super().__init__([RQQueue(name, connection=connection) for name in names], *args, **kwargs)
         self._stop_requested_at: float | None = None
@@ -574,6 +577,10 @@ class Worker(rq.Worker):
         assert lc is not None
         period = max(0.5, lc.stalled_interval / 3)
         next_beat = next_flush = 0.0
+        # After an outage every worker lost Redis, the owners of running jobs too: their locks ran out meanwhile
+        # through no fault of theirs. No stall check until they have had a lock's time to extend them again.
+        outage = False
+        checks_from = 0.0
         while not (self._stopping.is_set() and not self._held):
             try:
                 if time.monotonic() >= next_flush and not self._stopping.is_set():
@@ -586,13 +593,21 @@ class Worker(rq.Worker):
                             taken.lost = True
                             logger.error("job id=%s queue=%s: its lock was lost (it stalled and may run elsewhere); "
                                          "its outcome will not be written", taken.id, taken.queue)
+                    if outage:
+                        outage = False
+                        checks_from = time.monotonic() + lc.lock_for
+                        logger.info("worker %s: Redis is back; stall checks resume in %.1f s (the time running "
+                                    "jobs' workers have to extend their locks)", self.name, lc.lock_for)
                     self.heartbeat()
-                    for queue in lc.queues:
-                        self._announce_stalls(queue, lc.recover_stalled(queue))
-                        schedulers.Schedulers(Queue(queue, connection=self.connection)).repair()
+                    if time.monotonic() >= checks_from:
+                        for queue in lc.queues:
+                            self._announce_stalls(queue, lc.recover_stalled(queue))
+                            schedulers.Schedulers(Queue(queue, connection=self.connection)).repair()
                 self._check_deadlines()
             except redis.RedisError as e:
                 logger.debug("keeper: %s", e)
+                outage = True
+                next_beat = min(next_beat, time.monotonic() + 0.25)  # extend the locks as soon as Redis is back
             except Exception:  # the keeper must never die
                 logger.exception("worker %s: keeper step failed", self.name)
             wait = next_beat - time.monotonic()

@@ -18,14 +18,17 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 # queue runs 5 at once, 10 a second), so a test decides how many workers it starts and how fast they go;
 # and queues of their own for the worker-control tests.
 QUEUES = {name: {**spec, "concurrency": 1, "limiter": None} for name, spec in QUEUES.items()}
+# Their tests count every job they ran (2,000 in the fault tests), so they keep every finished job (False), past
+# the bounded default retention (the newest 1,000 completed).
+_KEEP_ALL = {"attempts": 1, "remove_on_complete": False, "remove_on_fail": False}
 QUEUES.update({
-    "limited": {"limiter": {"max": 10, "duration": 1}, "default_job_options": {"attempts": 1}},
-    "stalls": {"stalled_interval": 3, "max_stalled_count": 1, "default_job_options": {"attempts": 1}},
-    "pool": {"concurrency": 3, "default_job_options": {"attempts": 1}},
+    "limited": {"limiter": {"max": 10, "duration": 1}, "default_job_options": _KEEP_ALL},
+    "stalls": {"stalled_interval": 3, "max_stalled_count": 1, "default_job_options": _KEEP_ALL},
+    "pool": {"concurrency": 3, "default_job_options": _KEEP_ALL},
     # Execution modes (tests/test_modes.py): recycling leaky processes, many jobs at once in threads.
     "leaky": {"max_memory_per_process": 400, "max_jobs_per_process": 4, "stalled_interval": 3,
-              "default_job_options": {"attempts": 1}},
-    "threaded": {"mode": "threads", "concurrency": 50, "default_job_options": {"attempts": 1}},
+              "default_job_options": _KEEP_ALL},
+    "threaded": {"mode": "threads", "concurrency": 50, "default_job_options": _KEEP_ALL},
 })
 # The tests that must hold in every execution mode run their workers with QUEUES_TEST_MODE set to the mode: every
 # queue that does not name its own mode then takes it.

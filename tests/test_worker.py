@@ -318,3 +318,16 @@ def test_worker__rqworker_completes_jobs_whose_return_value_json_cannot_carry(re
         assert handle.return_value() == "Unserializable return value"
         assert (f"WARNING queues.worker job id={handle.id} name=tests.testapp.jobs.returns_unserializable queue=email "
                 f"returned a value of type {type_name}, which JSON cannot carry") in output
+
+
+def test_worker__a_listed_worker_keeps_the_callers_bounded_client(redis_client) -> None:
+    """``Worker.all()`` (django-rq's metrics and stats, /queues/metrics) builds each worker as ``cls([], name)`` in a
+    web process: that handle must use the caller's client (bounded by QUEUES_REDIS["TIMEOUT"]), never the worker's
+    client that waits for Redis for ever, or a scrape hangs while Redis is away."""
+    from queues.connection import WORKER, get_connection
+    from queues.worker import Worker
+
+    web = get_connection()
+    handle = Worker([], "some-worker", connection=web)
+    assert handle.connection is web
+    assert Worker(["email"], connection=web).connection is get_connection(WORKER)

@@ -2,7 +2,7 @@
 -- go back to the front of waiting without spending an attempt, or fail once they stalled too often.
 --
 -- KEYS: 1 active registry, 2 wait list, 3 prioritized zset, 4 priority counter, 5 marker, 6 events stream,
---       7 failed registry, 8 failed metrics, 9 the queue's stall-check lock
+--       7 failed registry, 8 failed metrics, 9 the queue's stall-check lock, 10 the candidates set
 -- ARGV: 1 now (seconds), 2 now (RQ's time text), 3 job key prefix, 4 results key prefix, 5 max stalled count,
 --       6 at most this many jobs per call, 7 events max length, 8 the check lock's time (ms; '0': no lock, as for
 --       a job process its worker saw die), 9 this worker's name, 10 this minute, 11 minutes of metrics to keep,
@@ -10,6 +10,10 @@
 --       14 that reason as an RQ result (base64 of zlib)
 -- Every state before the end (started, queued, scheduled: any a crash could leave) counts as stalled; an entry
 -- whose job ended or is gone is a leftover and only leaves the registry.
+-- Two checks, as BullMQ's: a lock found out of date becomes a candidate; only a candidate whose lock is still out of
+-- date at the next check (one stall-check lock later, a third of stalled_interval) stalls. Its worker has had an
+-- extension's time in between: after Redis was away for everyone (restarted, stopped), a running job's lock ran
+-- out through no fault of its worker, which extends it again as soon as Redis answers.
 -- Returns {job id, stall count, 1 if it failed, ...} for the jobs it moved.
 --- @include "emit"
 --- @include "push_waiting"
@@ -23,7 +27,20 @@ local members
 if ARGV[12] ~= '' then
   members = {ARGV[12]}
 else
-  members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
+  members = {}
+  local candidates, stalling = KEYS[10], {}
+  for _, member in ipairs(redis.call('SMEMBERS', candidates)) do
+    local score = redis.call('ZSCORE', KEYS[1], member)
+    if score and tonumber(score) <= now then
+      members[#members + 1] = member
+      stalling[member] = true
+    end
+  end
+  redis.call('DEL', candidates)  -- the others were extended since, or ended
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))) do
+    if not stalling[member] then redis.call('SADD', candidates, member) end
+  end
+  redis.call('PEXPIRE', candidates, math.max(tonumber(ARGV[8]) * 30, 1000))
 end
 local ended = {finished = true, failed = true, stopped = true, canceled = true}
 local moved = {}

@@ -331,3 +331,11 @@ def append_line(path: str, line: str) -> None:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
+
+
+@job("stalls", name="tests.slow_trace")
+def slow_trace(path: str, seconds: float) -> None:
+    """Append "start <pid>" to the file ``path``, sleep ``seconds``, append "end <pid>" (a trace outside Redis)."""
+    append_line(path, f"start {os.getpid()}")
+    time.sleep(seconds)
+    append_line(path, f"end {os.getpid()}")
