@@ -117,3 +117,20 @@ def test_settings_env__dot_env_read_only_when_asked(tmp_path) -> None:
         assert settings_value("settings.QUEUES_REDIS['HOST']", DJANGO_READ_DOT_ENV_FILE="true") == "from-dot-env"
     finally:
         env_file.unlink()
+
+
+def test_settings_env__check_deploy_is_clean_with_production_settings() -> None:
+    """``manage.py check --deploy`` finds nothing with the settings a production deploy sets (HTTPS behind a proxy,
+    HSTS, a real secret key, its host names)."""
+    production = {
+        "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-" + "z" * 30,
+        "DJANGO_ALLOWED_HOSTS": "cms.example.com", "DJANGO_HTTPS": "true", "DJANGO_HSTS_SECONDS": "31536000",
+        "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "true", "DJANGO_HSTS_PRELOAD": "true",
+    }
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                            env={**BASE_ENV, **production}, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+    assert settings_value("settings.SESSION_COOKIE_SECURE, settings.SECURE_PROXY_SSL_HEADER", **production) == \
+        "True ('HTTP_X_FORWARDED_PROTO', 'https')"
+    assert settings_value("settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS") == "False 0"  # plain dev
