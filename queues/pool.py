@@ -23,7 +23,15 @@ from typing import Any
 from django.db import connections
 
 logger = logging.getLogger("queues.worker")
-RESTART_DELAY = 1.0  # seconds before a worker that died is started again
+RESTART_DELAY = 1.0  # seconds before a worker that died is started again, doubling while it keeps dying ...
+RESTART_DELAY_MAX = 60.0  # ... up to this
+STABLE_AFTER = 60.0  # a worker that lived this long starts its slot's count of deaths again
+
+
+def restart_delay(deaths: int) -> float:
+    """Seconds to wait before starting a worker whose slot saw ``deaths`` deaths in a row (1 for the first): a
+    worker that crashes at start does not take the host's CPU in a loop."""
+    return min(RESTART_DELAY * 2 ** (deaths - 1), RESTART_DELAY_MAX)
 PR_SET_PDEATHSIG = 1
 RECYCLE_EXIT = 75  # a worker that exits with this code recycled itself: replaced at once (queues.worker)
 SIGNAL_DEBOUNCE = 0.5  # seconds within which a second stop signal is the same request, not "stop now"
@@ -67,6 +75,8 @@ def supervise(worker_class: type, definitions: list[Any], *, burst: bool = False
     names = [name if len(wanted) == 1 else f"{name}-{n}" for n in range(len(wanted))] if name else [None] * len(wanted)
     children: dict[int, int] = {}  # pid -> slot (an index of `wanted`)
     restarts = [0] * len(wanted)
+    deaths = [0] * len(wanted)  # in a row, per slot
+    started_at = [0.0] * len(wanted)
     stopping = False
     stopped_at = 0.0
 
@@ -75,6 +85,7 @@ def supervise(worker_class: type, definitions: list[Any], *, burst: bool = False
         if given and restarts[slot]:  # the dead worker's key may outlive it: a name of its own
             given = f"{given}.{restarts[slot]}"
         restarts[slot] += 1
+        started_at[slot] = time.monotonic()
         children[_start(worker_class, wanted[slot], burst=burst, max_jobs=max_jobs, logging_level=logging_level,
                         name=given)] = slot
 
@@ -113,9 +124,13 @@ def supervise(worker_class: type, definitions: list[Any], *, burst: bool = False
         if code == RECYCLE_EXIT:
             start(slot)
             continue
+        deaths[slot] = 1 if time.monotonic() - started_at[slot] >= STABLE_AFTER else deaths[slot] + 1
+        delay = restart_delay(deaths[slot])
         logger.warning("worker pid %d for queue %s exited (%s); starting another in %.0f s", pid, wanted[slot], code,
-                       RESTART_DELAY)
-        time.sleep(RESTART_DELAY)
+                       delay)
+        until = time.monotonic() + delay
+        while not stopping and time.monotonic() < until:  # a stop request ends the wait
+            time.sleep(0.1)
         if not stopping:
             start(slot)
     return True

@@ -116,3 +116,11 @@ def test_fork_mode__the_outcome_a_job_process_hands_over_keeps_return_value_and_
     assert done.return_value == {"sent": True, "to": 3} and done.error is None
     failed = Outcome.from_json(Outcome("failed", error=RuntimeError("SMTP said no")).to_json())
     assert str(failed.error) == "RuntimeError: SMTP said no"
+
+
+def test_supervisor__a_worker_that_keeps_dying_is_restarted_ever_more_slowly() -> None:
+    """A worker process that crashes at every start (a broken deploy) is restarted after 1, 2, 4 … s, at most 60 s
+    apart, so it never spins the host's CPU; one that lived a minute starts the count again (queues.pool)."""
+    from queues.pool import restart_delay
+
+    assert [restart_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
