@@ -187,7 +187,8 @@ def test_metrics__answer_while_rqworker_processes_run(workers, redis_client: red
     """Serve /queues/metrics and django-rq's metrics, stats.json and dashboard, to the bearer and to staff, while
     two real `rqworker` processes are registered, with both workers and the queues' counts in them."""
     procs = [workers.start("rqworker", "email"), workers.start("rqworker", "notifications")]
-    wait_for(lambda: redis_client.scard("rq:workers") >= 2, 60, "two rqworkers registered in rq:workers", procs)
+    wait_for(lambda: redis_client.scard("rq:workers:email") and redis_client.scard("rq:workers:notifications"), 60,
+             "a worker registered for each queue", procs)
     get_queue("limited").add(jobs.limited_start, {"key": "metrics"})  # waiting: no worker serves it
     bearer = {"Authorization": f"Bearer {API_TOKEN}"}
 
