@@ -46,7 +46,8 @@ from config.redis_server import RedisServer, reachable
 ROOT = Path(__file__).resolve().parent.parent
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 REDIS_VARIABLES = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_PASSWORD",
-                   "REDIS_TLS", "REDIS_TLS_CA_CERTS")
+                   "REDIS_TLS", "REDIS_TLS_CA_CERTS", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER",
+                   "REDIS_SENTINEL_PASSWORD")
 WEB_GRACE = 5.0
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -103,6 +104,11 @@ def choose_redis() -> RedisServer | None:
     ``REDIS_*`` variable at all, a private one too: the demo's keys never land in a Redis nobody pointed it at."""
     configured = any(os.environ.get(v, "").strip() for v in REDIS_VARIABLES)
     source = "from REDIS_URL" if os.environ.get("REDIS_URL", "").strip() else "from REDIS_HOST/REDIS_PORT"
+    if os.environ.get("REDIS_SENTINELS", "").strip():
+        config = redis_from_env()
+        print(f"Redis: using the primary {config['SENTINEL_MASTER']!r} of Sentinel {os.environ['REDIS_SENTINELS']} "
+              f"db {config.get('DB', 0)}; the demo's jobs and keys go there")
+        return None
     if configured:
         url, place = redis_url_and_place()
         if reachable(url):

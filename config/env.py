@@ -82,13 +82,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _host_port(item: str, name: str) -> tuple[str, int]:
+    host, _, port = item.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise EnvError(f"{name} takes host:port[,host:port...] (e.g. 10.0.0.5:26379,10.0.0.6:26379), not {item!r}.")
+    return host.strip("[]"), int(port)
+
+
 def redis_from_env() -> dict[str, Any]:
     """Build the ``QUEUES_REDIS`` setting from ``REDIS_*`` variables.
 
     ``REDIS_URL`` (``redis://``, ``rediss://`` or ``unix://``) wins when set. Otherwise
     ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_DB``, ``REDIS_USERNAME``, ``REDIS_PASSWORD`` and
     ``REDIS_TLS`` describe the server. ``REDIS_TLS_CA_CERTS`` names a CA bundle for servers whose
-    certificate is not signed by a public authority.
+    certificate is not signed by a public authority. ``REDIS_SENTINELS`` (``host:port,...``) with
+    ``REDIS_SENTINEL_MASTER`` (default ``mymaster``) and ``REDIS_SENTINEL_PASSWORD`` asks Sentinel for the
+    primary instead of ``REDIS_HOST``/``REDIS_PORT`` (``REDIS_DB``, ``REDIS_PASSWORD``, ``REDIS_TLS`` still apply).
 
     Raises:
         EnvError: a variable holds a value that cannot work.
@@ -96,6 +105,13 @@ def redis_from_env() -> dict[str, Any]:
     config: dict[str, Any] = {}
     ca_certs = env_str("REDIS_TLS_CA_CERTS")
     url = env_str("REDIS_URL")
+    sentinels = env_str("REDIS_SENTINELS")
+    if sentinels:
+        if url:
+            raise EnvError("REDIS_SENTINELS and REDIS_URL are both set: Sentinel names the primary; unset REDIS_URL.")
+        config["SENTINELS"] = [_host_port(item, "REDIS_SENTINELS") for item in sentinels.split(",") if item.strip()]
+        config["SENTINEL_MASTER"] = env_str("REDIS_SENTINEL_MASTER") or "mymaster"
+        config["SENTINEL_PASSWORD"] = env_str("REDIS_SENTINEL_PASSWORD") or None
     if url:
         try:
             parts = urlsplit(url)

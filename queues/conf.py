@@ -32,7 +32,8 @@ DEFAULT_STALLED_INTERVAL = 30.0
 DEFAULT_SHUTDOWN_GRACE = 30.0
 REDIS_KEYS = (
     "URL", "HOST", "PORT", "DB", "USERNAME", "PASSWORD", "SSL", "SSL_CA_CERTS", "SSL_CERT_REQS",
-    "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES", "TIMEOUT",
+    "SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "RETRIES", "TIMEOUT", "SENTINELS", "SENTINEL_MASTER",
+    "SENTINEL_PASSWORD",
 )
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_EVENTS_MAX_LENGTH = 10_000
@@ -105,6 +106,15 @@ def _check_redis(redis: Any) -> list[Problem]:
         if scheme not in ("redis", "rediss", "unix"):
             problems.append(Problem("E005", f"QUEUES_REDIS['URL'] has the scheme {scheme or '(none)'!r}.",
                                     "Use redis://, rediss:// (TLS) or unix:// (a socket path)."))
+    elif redis.get("SENTINELS"):
+        sentinels = redis["SENTINELS"]
+        if isinstance(sentinels, str) or not all(
+                isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[1], int) for item in sentinels):
+            problems.append(Problem("E005", f"QUEUES_REDIS['SENTINELS'] is {sentinels!r}.",
+                                    "Use a list of (host, port) pairs, e.g. [('10.0.0.5', 26379)] (REDIS_SENTINELS)."))
+        if not redis.get("SENTINEL_MASTER"):
+            problems.append(Problem("E005", "QUEUES_REDIS has SENTINELS but no SENTINEL_MASTER.",
+                                    "Name the primary Sentinel watches (REDIS_SENTINEL_MASTER, e.g. 'mymaster')."))
     elif not redis.get("HOST"):
         problems.append(Problem("E005", "QUEUES_REDIS names no server.",
                                 "Give it a 'URL', or a 'HOST' and 'PORT' (the project reads REDIS_URL / REDIS_HOST)."))
@@ -310,6 +320,11 @@ def get_definition(name: str) -> QueueDefinition:
 
 def django_rq_connection(redis: Mapping[str, Any]) -> dict[str, Any]:
     """``QUEUES_REDIS`` in django-rq's vocabulary, so its admin pages and commands reach the same server."""
+    if redis.get("SENTINELS"):
+        sentinel = {key: redis[key] for key in ("DB", "USERNAME", "PASSWORD", "SSL") if redis.get(key) is not None}
+        return {**sentinel, "SENTINELS": [tuple(item) for item in redis["SENTINELS"]],
+                "MASTER_NAME": redis["SENTINEL_MASTER"],
+                "SENTINEL_KWARGS": {"password": redis["SENTINEL_PASSWORD"]} if redis.get("SENTINEL_PASSWORD") else {}}
     if "URL" in redis:
         params: dict[str, Any] = {"URL": redis["URL"]}
         if redis.get("SSL_CERT_REQS"):

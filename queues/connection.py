@@ -28,6 +28,12 @@ import redis
 from redis.backoff import EqualJitterBackoff
 from redis.connection import Connection, ConnectionPool, SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
+from redis.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from .conf import get_config
 
@@ -74,6 +80,14 @@ class LoggedSSLConnection(_LoggedConnectionMixin, SSLConnection):
 
 
 class LoggedUnixDomainSocketConnection(_LoggedConnectionMixin, UnixDomainSocketConnection):
+    pass
+
+
+class LoggedSentinelManagedConnection(_LoggedConnectionMixin, SentinelManagedConnection):
+    pass
+
+
+class LoggedSentinelManagedSSLConnection(_LoggedConnectionMixin, SentinelManagedSSLConnection):
     pass
 
 
@@ -138,9 +152,19 @@ class LostConnectionRetry(Retry):
 
 
 def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``ConnectionPool`` keyword arguments for a ``QUEUES_REDIS`` dict (pure: no I/O)."""
-    if config.get("URL"):
-        kwargs: dict[str, Any] = parse_url(config["URL"])
+    """``ConnectionPool`` keyword arguments for a ``QUEUES_REDIS`` dict (pure: no I/O). With ``SENTINELS``, the
+    arguments of the primary's connections, less its address (``SentinelConnectionPool`` asks Sentinel for it)."""
+    kwargs: dict[str, Any]
+    if config.get("SENTINELS"):
+        kwargs = {
+            "db": config.get("DB", 0) or 0, "username": config.get("USERNAME"), "password": config.get("PASSWORD"),
+            "connection_class": (LoggedSentinelManagedSSLConnection if config.get("SSL")
+                                 else LoggedSentinelManagedConnection),
+        }
+        if config.get("SSL_CA_CERTS"):
+            kwargs["ssl_ca_certs"] = config["SSL_CA_CERTS"]
+    elif config.get("URL"):
+        kwargs = parse_url(config["URL"])
         kwargs.setdefault("connection_class", Connection)
     else:
         kwargs = {
@@ -165,6 +189,24 @@ def connection_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def where(config: Mapping[str, Any]) -> str:
+    """Where ``config``'s Redis is, for messages: ``host:port/db``, ``unix:path db N``, or the Sentinels and the
+    primary's name; ``(TLS)`` when encrypted; never a user name or password."""
+    kwargs = connection_kwargs(config)
+    db = kwargs.get("db", 0) or 0
+    connection_class = kwargs.get("connection_class")
+    tls = isinstance(connection_class, type) and issubclass(connection_class,
+                                                            SSLConnection | SentinelManagedSSLConnection)
+    if config.get("SENTINELS"):
+        sentinels = ",".join(f"{host}:{port}" for host, port in config["SENTINELS"])
+        place = f"primary {config.get('SENTINEL_MASTER')!r} of Sentinel {sentinels} db {db}"
+    elif isinstance(connection_class, type) and issubclass(connection_class, UnixDomainSocketConnection):
+        place = f"unix:{kwargs.get('path', '?')} db {db}"
+    else:
+        place = f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{db}"
+    return place + (" (TLS)" if tls else "")
+
+
 def build_client(config: Mapping[str, Any], *, retries: int, max_connections: int | None = None,
                  timeout: float | None = None) -> redis.Redis:
     """A new client for ``config``; ``retries=-1`` retries a lost connection without limit. ``max_connections``:
@@ -181,6 +223,13 @@ def build_client(config: Mapping[str, Any], *, retries: int, max_connections: in
         budget = timeout - attempt
     kwargs["retry"] = LostConnectionRetry(EqualJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), retries,
                                           budget=budget)
+    if config.get("SENTINELS"):
+        sentinel_kwargs = {"socket_timeout": kwargs["socket_connect_timeout"],
+                           "socket_connect_timeout": kwargs["socket_connect_timeout"]}
+        if config.get("SENTINEL_PASSWORD"):
+            sentinel_kwargs["password"] = config["SENTINEL_PASSWORD"]
+        sentinel = Sentinel([tuple(item) for item in config["SENTINELS"]], sentinel_kwargs=sentinel_kwargs)
+        return redis.Redis(connection_pool=SentinelConnectionPool(config["SENTINEL_MASTER"], sentinel, **kwargs))
     return redis.Redis(connection_pool=ConnectionPool(**kwargs))
 
 

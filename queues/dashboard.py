@@ -26,11 +26,10 @@ from typing import Any
 
 import redis
 from django.urls import NoReverseMatch, reverse
-from redis.connection import SSLConnection, UnixDomainSocketConnection
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .conf import QueueDefinition, get_config
-from .connection import connection_kwargs, get_connection
+from .connection import connection_kwargs, get_connection, where
 from .job import Job
 from .maintenance import count_old
 from .queue import COUNT_COMMANDS, Queue
@@ -222,14 +221,9 @@ def chart(completed: list[int], failed: list[int]) -> dict[str, Any]:
 
 
 def connection_label() -> str:
-    """Where the queues' Redis is: ``host:port/db``, ``(TLS)`` when encrypted; never a user name or password."""
-    kwargs = connection_kwargs(get_config().redis)
-    db = kwargs.get("db", 0) or 0
-    connection_class = kwargs.get("connection_class")
-    if isinstance(connection_class, type) and issubclass(connection_class, UnixDomainSocketConnection):
-        return f"unix:{kwargs.get('path', '?')} db {db}"
-    tls = isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{db}" + (" (TLS)" if tls else "")
+    """Where the queues' Redis is: ``host:port/db``, ``(TLS)`` when encrypted, or the Sentinels and the primary's
+    name; never a user name or password."""
+    return where(get_config().redis)
 
 
 def redis_error(error: redis.RedisError) -> str:

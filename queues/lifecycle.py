@@ -283,6 +283,8 @@ class _Direct:
             connection = self._local.connection = pool.connection_class(**pool.connection_kwargs)
         packed = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))
         try:
+            if connection._sock is None:  # connect() as the pool would: Sentinel's connections find the primary there
+                connection.connect()
             connection.send_packed_command([packed])
             return connection.read_response()
         except redis.exceptions.NoScriptError:

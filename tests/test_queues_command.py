@@ -270,7 +270,7 @@ def test_redis_unreachable__exit_2_naming_host_and_port_never_the_password(redis
     result = queues(*args, REDIS_URL=f"redis://:s3cret-pw@127.0.0.1:{port}/0")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith(f"CommandError: Redis cannot be reached at 127.0.0.1:{port}: ")
+    assert result.stderr.startswith(f"CommandError: Redis cannot be reached at 127.0.0.1:{port}/0: ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "s3cret-pw" not in result.stderr
 

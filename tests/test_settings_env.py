@@ -43,6 +43,9 @@ def settings_value(expression: str, **env: str) -> str:
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL", "postgres://"),
         ({"REDIS_TLS_CA_CERTS": "/nonexistent.pem", "REDIS_TLS": "true"}, "REDIS_TLS_CA_CERTS", "PEM"),
         ({"RQ_API_TOKEN": "a-short-token"}, "RQ_API_TOKEN", "at least 32 characters"),
+        ({"REDIS_SENTINELS": "10.0.0.5"}, "REDIS_SENTINELS", "host:port"),
+        ({"REDIS_SENTINELS": "10.0.0.5:26379", "REDIS_URL": "redis://x:6379/0"}, "REDIS_SENTINELS and REDIS_URL",
+         "unset REDIS_URL"),
         ({"RQ_API_TOKEN": "x" * 20 + " " + "y" * 20}, "RQ_API_TOKEN", "token_hex"),
     ],
 )
@@ -134,3 +137,13 @@ def test_settings_env__check_deploy_is_clean_with_production_settings() -> None:
     assert settings_value("settings.SESSION_COOKIE_SECURE, settings.SECURE_PROXY_SSL_HEADER", **production) == \
         "True ('HTTP_X_FORWARDED_PROTO', 'https')"
     assert settings_value("settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS") == "False 0"  # plain dev
+
+
+def test_settings_env__sentinels_are_read() -> None:
+    """REDIS_SENTINELS and REDIS_SENTINEL_MASTER ask Sentinel for the primary (and django-rq's pages too)."""
+    env = {"REDIS_SENTINELS": "10.0.0.5:26379, [::1]:26380", "REDIS_SENTINEL_MASTER": "cms", "REDIS_DB": "2"}
+    assert settings_value("settings.QUEUES_REDIS['SENTINELS'], settings.QUEUES_REDIS['SENTINEL_MASTER']", **env) == \
+        "[('10.0.0.5', 26379), ('::1', 26380)] cms"
+    assert settings_value("settings.RQ_QUEUES['email']['MASTER_NAME'], settings.RQ_QUEUES['email']['DB']", **env) == \
+        "cms 2"
+    assert check(**env).returncode == 0

@@ -34,7 +34,7 @@ from redis.connection import ConnectionPool
 from redis.retry import Retry
 
 from queues.conf import get_config
-from queues.connection import connection_kwargs
+from queues.connection import build_client, connection_kwargs, where
 from queues.events import QueueEvents
 from queues.exceptions import InvalidJobOptions, InvalidScheduler, QueueBusy
 from queues.maintenance import CLEANABLE, RETRYABLE
@@ -71,26 +71,23 @@ def whole(text: str) -> int:
     return int(text)
 
 
-def where(config: dict[str, Any]) -> str:
-    """host:port (or the socket path) of the configured Redis; never the password."""
-    kwargs = connection_kwargs(config)
-    return kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-
-
 def connect(config: dict[str, Any]) -> redis.Redis:
     """A client that does not retry, its connection checked with a PING.
 
     Raises:
         CommandError: (exit 2) Redis cannot be reached or refuses the credentials.
     """
-    kwargs = connection_kwargs(config)
-    # This app's connection class logs every connection and error; a command reports its own, in one line.
-    kwargs["connection_class"] = next(cls for cls in kwargs["connection_class"].__mro__
-                                      if cls.__module__.startswith("redis."))
-    if "SOCKET_CONNECT_TIMEOUT" not in config:
-        kwargs["socket_connect_timeout"] = CONNECT_TIMEOUT
-    kwargs["retry"] = Retry(NoBackoff(), 0)
-    client = redis.Redis(connection_pool=ConnectionPool(**kwargs))
+    if config.get("SENTINELS"):
+        client = build_client(config, retries=0, timeout=2 * CONNECT_TIMEOUT)
+    else:
+        kwargs = connection_kwargs(config)
+        # This app's connection class logs every connection and error; a command reports its own, in one line.
+        kwargs["connection_class"] = next(cls for cls in kwargs["connection_class"].__mro__
+                                          if cls.__module__.startswith("redis."))
+        if "SOCKET_CONNECT_TIMEOUT" not in config:
+            kwargs["socket_connect_timeout"] = CONNECT_TIMEOUT
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        client = redis.Redis(connection_pool=ConnectionPool(**kwargs))
     try:
         client.ping()
     except redis.RedisError as e:
