@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ OPTION_NAMES = ("attempts", "backoff", "delay", "job_id", "priority", "remove_on
 PER_JOB_ONLY = ("job_id", "run_at")  # meaningless as a default shared by many jobs
 BACKOFF_TYPES = ("fixed", "exponential")
 MAX_PRIORITY = 2_097_152  # 2 ** 21, as BullMQ
+MAX_ATTEMPTS = 1000  # each job carries its retry waits as a list: a bound keeps its hash small
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # what RQ accepts in a job key, at most 128 characters
 KEEP_ORDERED_TTL = 10 * 365 * 24 * 60 * 60  # "keep" when a count limit needs the registry ordered by time
 
@@ -143,7 +145,8 @@ def _fail(where: str, message: str) -> InvalidJobOptions:
 def _seconds(value: Any, where: str, name: str, *, allow_zero: bool) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # abs() <= the largest float: not NaN, not infinite, and no int too large for float() (an OverflowError)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= sys.float_info.max:
         raise _fail(where, f"{name} must be a number of seconds or a timedelta, not {value!r}.")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "0 or more" if allow_zero else "more than 0"
@@ -152,9 +155,9 @@ def _seconds(value: Any, where: str, name: str, *, allow_zero: bool) -> float:
 
 
 def _parse_attempts(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _fail(where, f"attempts is the total number of runs (1 = no retry) and must be a whole number ≥ 1, "
-                    f"not {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS:
+        raise _fail(where, f"attempts is the total number of runs (1 = no retry) and must be a whole number from 1 "
+                    f"to {MAX_ATTEMPTS:,}, not {value!r}.")
     return value
 
 
@@ -166,7 +169,8 @@ def _parse_backoff(value: Any, where: str) -> Backoff:
                     f"not {value!r}.")
     unknown = set(value) - {"type", "delay", "jitter"}
     if unknown:
-        raise _fail(where, f"backoff has unknown key(s) {sorted(unknown)}: it takes 'type', 'delay' and 'jitter'.")
+        raise _fail(where, f"backoff has unknown key(s) {sorted(unknown, key=repr)}: it takes 'type', 'delay' and "
+                    "'jitter'.")
     kind = value.get("type", "fixed")
     if not isinstance(kind, str) or (kind not in BACKOFF_TYPES and "." not in kind):
         raise _fail(where, f"backoff type must be 'fixed' or 'exponential' (or the dotted path of a function), "
@@ -174,7 +178,7 @@ def _parse_backoff(value: Any, where: str) -> Backoff:
     if kind not in BACKOFF_TYPES and get_backoff_strategy(kind) is None:
         try:
             import_string(kind)
-        except ImportError as e:
+        except (ImportError, TypeError, ValueError) as e:  # ".x": "Empty module name"; "..x": a relative import
             raise _fail(where, f"backoff type {kind!r} cannot be imported ({e}).") from None
         if get_backoff_strategy(kind) is None:
             raise _fail(where, f"backoff type {kind!r} is not a registered backoff strategy: decorate it with "
@@ -194,7 +198,7 @@ def _parse_priority(value: Any, where: str) -> int:
 
 
 def _parse_job_id(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not JOB_ID_RE.match(value):
+    if not isinstance(value, str) or not JOB_ID_RE.fullmatch(value):  # match() lets "$" take a final "\n"
         raise _fail(where, f"job_id must be 1 to 128 letters, digits, '-' or '_' (e.g. 'welcome-42'), "
                     f"not {value!r}.")
     return value
@@ -229,6 +233,15 @@ def _parse_retention(value: Any, where: str, name: str) -> Retention:
         return Retention(count=count, age=None if age is None else _seconds(age, where, f"{name} age",
                                                                              allow_zero=True))
     raise _fail(where, f"{name} must be True, False, a count, or {{'count': N, 'age': seconds}}, not {value!r}.")
+
+
+def _parse(name: str, value: Any, where: str) -> Any:
+    try:
+        return _PARSERS[name](value, where)
+    except InvalidJobOptions:
+        raise
+    except ValueError:  # a value Python cannot even show (an int past its 4,300 digits) for the message
+        raise _fail(where, f"{name} has a value too large to read ({type(value).__name__}).") from None
 
 
 _PARSERS = {
@@ -282,7 +295,7 @@ class JobOptions:
             InvalidJobOptions: an unknown name or a value out of range; the message says which.
         """
         check_names(options, where, shared=shared)
-        values = {name: _PARSERS[name](value, where) for name, value in options.items()}
+        values = {name: _parse(name, value, where) for name, value in options.items()}
         return (base or cls()).merged(values)
 
     def due(self, now: float | None = None) -> float | None:

@@ -51,6 +51,38 @@ def _hint(value: Any) -> str:
     return f"is a {type(value).__module__}.{type(value).__qualname__}, which JSON cannot carry: pass plain data or ids"
 
 
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an int past Python's 4,300-digit str() limit, or a tuple holding one
+        return f"<{type(value).__name__} too large to show>"
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """Where ``value`` holds text that UTF-8 cannot encode (a lone surrogate), as a message says it; else None."""
+    if isinstance(value, str):
+        return None if _encodes(value) else f"{path} is text holding a lone surrogate"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _encodes(key):
+                return f"{path} has the key {key!r}, text holding a lone surrogate"
+            if (found := _lone_surrogate(item, f"{path}[{key!r}]")) is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _lone_surrogate(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        str.encode(text)  # not text.encode(): a str subclass may override it
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _walk(value: Any, path: str, seen: set[int], depth: int) -> None:
     if isinstance(value, _SCALARS):
         if isinstance(value, float) and not math.isfinite(value):
@@ -74,7 +106,7 @@ def _walk(value: Any, path: str, seen: set[int], depth: int) -> None:
         seen.add(id(value))
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidJobData(f"job data {path} has the key {key!r}: JSON object keys must be strings.")
+                raise InvalidJobData(f"job data {path} has the key {_repr(key)}: JSON object keys must be strings.")
             kind = type(item)  # most data is flat: no path built, no call, for a plain value
             if kind not in _PLAIN and (kind is not int or not INT_MIN <= item <= INT_MAX):
                 _walk(item, f"{path}[{key!r}]", seen, depth + 1)
@@ -110,7 +142,13 @@ def encode_payload(data: Any, max_bytes: int) -> str:
         )
     _walk(data, "data", set(), 1)
     encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    size = len(encoded) if encoded.isascii() else len(encoded.encode())
+    try:
+        size = len(encoded) if encoded.isascii() else len(encoded.encode())
+    except UnicodeEncodeError:  # found only now: a scan of every str would slow the common case
+        raise InvalidJobData(
+            f"job data {_lone_surrogate(data, 'data')} (as decoding with errors='surrogateescape' leaves), which "
+            "UTF-8, and so Redis, cannot carry: clean it, e.g. text.encode(errors='replace').decode()."
+        ) from None
     if size > max_bytes:
         raise PayloadTooLarge(
             f"job data is {size:,} bytes as JSON, over the {max_bytes:,}-byte limit (QUEUES_MAX_PAYLOAD_BYTES): "
