@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from rq.exceptions import DeserializationError
 from rq.job import Job as BaseRQJob
 from rq.job import JobStatus, get_current_job
 from rq.serializers import JSONSerializer
+from rq.utils import as_text, str_to_date
 
 from .events import publish
 from .exceptions import InvalidJobData, JobRefused
+from .options import Backoff
 from .payload import check_payload
 from .registry import definition_for_path
 
@@ -88,6 +91,74 @@ _OWN_FIELDS = frozenset({
 _templates: dict[int, dict[str, Any]] = {}
 
 
+def _intervals(raw: bytes | str) -> list[float]:
+    value = json.loads(raw)
+    try:
+        if type(value) is not list:
+            raise TypeError
+        sum(value)  # numbers only (the cheapest check: this runs for every job the worker takes)
+    except TypeError:
+        raise ValueError("not a list of numbers") from None
+    return value
+
+
+def _backoff(raw: bytes | str) -> str:
+    text = as_text(raw)
+    Backoff.from_spec(text)
+    return text
+
+
+_TIMES = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")
+# How RQ's restore (and this app's) reads each field. A value it cannot read raises there, halfway through; a hash
+# written by another version or by hand is checked against these first instead (see RQJob.restore).
+_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(("timeout", "result_ttl", "failure_ttl", "retries_left", "number_of_retries", "priority", "ttl",
+                     "repeats_left", "rate_limit_concurrency", "success_callback_timeout", "failure_callback_timeout",
+                     "stopped_callback_timeout", "allow_dependency_failures", "enqueue_at_front",
+                     "enqueue_at_front_on_retry"), int),
+    **dict.fromkeys(("retry_intervals", "repeat_intervals"), _intervals),
+    **dict.fromkeys(("origin", "description", "worker_name", "group_id", "success_callback_name",
+                     "failure_callback_name", "stopped_callback_name", "keep_completed", "keep_failed",
+                     "dependency_id", "rate_limit_key"), as_text),
+    **dict.fromkeys(_TIMES, str_to_date),
+    "dependency_ids": json.loads,
+    "status": lambda raw: JobStatus(as_text(raw)),
+    "backoff": _backoff,
+}
+
+
+def _shown(value: Any) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return repr(text if len(text) <= 60 else text[:60] + "…")
+
+
+def _checked(raw: Mapping[Any, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The job hash ``raw`` without the values RQ's restore could not read, and what is wrong with each.
+
+    An empty value reads as unset, as RQ reads it; an unreadable time is left out without a complaint (the fast
+    path of ``from_hash`` reads it as unset too). A hash without ``data`` gets an empty one, which reads as no call.
+    """
+    fields: dict[str, Any] = {}
+    malformed = []
+    for key, value in raw.items():
+        name = as_text(key)
+        check = _FIELD_CHECKS.get(name)
+        if check is not None:
+            if not value:
+                continue
+            try:
+                check(value)
+            except (ValueError, TypeError, AssertionError) as e:
+                if name not in _TIMES:
+                    malformed.append(f"{name}={_shown(value)} ({e})")
+                continue
+        fields[name] = value
+    if not fields.get("data"):
+        malformed.append("no 'data' (the function to call and its arguments)")
+        fields["data"] = b""
+    return fields, tuple(malformed)
+
+
 class RQJob(BaseRQJob):
     """RQ's job, refusing to call anything but a registered ``@job`` function (``RQ["JOB_CLASS"]``).
 
@@ -96,6 +167,7 @@ class RQJob(BaseRQJob):
     """
 
     priority: int | None = None
+    malformed: tuple[str, ...] = ()  # what cannot be read in its hash (RQJob.restore): the worker refuses the job
     keep_completed: str = ""
     keep_failed: str = ""
     backoff: str = ""
@@ -109,12 +181,24 @@ class RQJob(BaseRQJob):
     def from_hash(cls, job_id: str, fields: dict[bytes, bytes], connection: Any) -> RQJob:
         """The job its hash describes, as ``fetch`` would build it, without a round trip and without the costly
         parts of RQ's ``__init__`` and ``restore`` (a serializer check, four timestamps parsed): the worker builds
-        one per run from the hash the take returned. A hash with a field this app never writes gets RQ's restore.
+        one per run from the hash the take returned. A hash with a field this app never writes, or a value it
+        never writes (not a number, not JSON, …), gets RQ's restore, which never raises (see :meth:`restore`).
         """
         if not fields.keys() <= _OWN_FIELDS or b"data" not in fields:
-            job = cls(id=job_id, connection=connection, serializer=JSONSerializer)
-            job.restore(fields)
-            return job
+            return cls._restored(job_id, fields, connection)
+        try:
+            return cls._from_own_hash(job_id, fields, connection)
+        except (ValueError, TypeError):  # UnicodeDecodeError and JSONDecodeError too
+            return cls._restored(job_id, fields, connection)
+
+    @classmethod
+    def _restored(cls, job_id: str, fields: dict[bytes, bytes], connection: Any) -> RQJob:
+        job = cls(id=job_id, connection=connection, serializer=JSONSerializer)
+        job.restore(fields)
+        return job
+
+    @classmethod
+    def _from_own_hash(cls, job_id: str, fields: dict[bytes, bytes], connection: Any) -> RQJob:
         template = _templates.get(id(connection))
         if template is None or template["connection"] is not connection:
             template = _templates[id(connection)] = dict(cls(connection=connection, serializer=JSONSerializer).__dict__)
@@ -140,13 +224,15 @@ class RQJob(BaseRQJob):
             value = get(field.encode())
             setattr(job, field, int(value) if value else None)
         intervals = get(b"retry_intervals")
-        job.retry_intervals = json.loads(intervals) if intervals else None
+        job.retry_intervals = _intervals(intervals) if intervals else None
         for field in ("success_callback_name", "failure_callback_name", "stopped_callback_name"):
             value = get(field.encode())
             setattr(job, f"_{field}", value.decode() if value else None)
         for field in ("keep_completed", "keep_failed", "backoff"):
             value = get(field.encode())
             setattr(job, field, value.decode() if value else "")
+        if job.backoff:
+            Backoff.from_spec(job.backoff)
         return job
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:  # noqa: FBT001,FBT002
@@ -158,17 +244,38 @@ class RQJob(BaseRQJob):
         return data
 
     def restore(self, raw_data: Any) -> Any:
-        result = super().restore(raw_data)
-        get = raw_data.get
-        priority = get(b"priority") or get("priority")
+        """RQ's restore, which never raises: a value it could not read is left out and named in ``malformed``
+        (a hash with no ``data`` too), so the job can still be listed, and is refused by a worker."""
+        fields, self.malformed = _checked(raw_data)
+        result = super().restore(fields)
+        get = fields.get
+        priority = get("priority")
         self.priority = int(priority) if priority else None
         for field in ("keep_completed", "keep_failed", "backoff"):
-            value = get(field.encode()) or get(field)
-            setattr(self, field, value.decode() if isinstance(value, bytes) else (value or ""))
+            value = get(field)
+            setattr(self, field, as_text(value) if value else "")
         return result
+
+    def check_readable(self) -> None:
+        """Refuse a job whose hash this app cannot have written: checked before its function is looked up.
+
+        Raises:
+            JobRefused: a field of its hash cannot be read (``malformed``), or its data is not a call written in
+                JSON (a pickle, say, which is never loaded).
+        """
+        if self.malformed:
+            raise JobRefused(f"Job {self.id} has fields this app cannot read: {'; '.join(self.malformed)}: refused. "
+                             "Queue.add never writes these; the job was written by another version or by hand.")
+        try:
+            self.func_name  # noqa: B018 - reads the data
+        except DeserializationError as e:
+            cause = e.__cause__ or e
+            raise JobRefused(f"Job {self.id} has data that is not a call written in JSON ({type(cause).__name__}: "
+                             f"{cause}): refused. Only jobs added with Queue.add run; pickle is never loaded.") from e
 
     @property
     def func(self) -> Callable[..., Any] | None:
+        self.check_readable()
         path = self.func_name
         if path is None:
             return None
@@ -245,8 +352,11 @@ class Job:
 
     @property
     def name(self) -> str:
-        """The ``@job`` function's dotted path, or the ``name=`` it was registered with."""
-        return self.rq_job.description or self.rq_job.func_name or ""
+        """The ``@job`` function's dotted path, or the ``name=`` it was registered with ("" when unreadable)."""
+        try:
+            return self.rq_job.description or self.rq_job.func_name or ""
+        except DeserializationError:  # data not written by this app (RQJob.check_readable names the fault)
+            return ""
 
     @property
     def data(self) -> dict[str, Any]:

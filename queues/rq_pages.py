@@ -20,6 +20,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern
+from django.utils.html import escape
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from .dashboard import redis_error
@@ -45,13 +46,32 @@ def redis_unavailable(view: Callable[..., HttpResponse], *, as_json: bool = Fals
     return answer
 
 
+def unreadable_job(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``view``, answering a page that says so when RQ cannot read a job hash it shows (a field written by something
+    other than this app: ``timeout="abc"``, text that is not UTF-8...), instead of a 500. The worker fails such a job
+    at once (``RQJob.check_readable``); the Queues dashboard lists it and can remove it."""
+
+    @wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (ValueError, TypeError, AssertionError) as e:  # RQ's Job.restore on a field it cannot parse
+            job_id = kwargs.get("job_id", "")
+            return HttpResponse(f"Job {escape(job_id)} has a field RQ cannot read ({escape(type(e).__name__)}: "
+                                f"{escape(str(e)[:300])}), so django-rq cannot show it. A worker fails such a job at "
+                                "once; the Queues dashboard lists it and can remove it.",
+                                content_type="text/html; charset=utf-8")
+
+    return answer
+
+
 def guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """``view`` for staff with ``queues.view_queue`` (reading) or ``queues.manage`` (any other method).
 
     Anonymous users go to the admin login, as on every admin page; others without the permission get 403.
     While Redis cannot be reached, the ones allowed in get 503 (:func:`redis_unavailable`).
     """
-    view = redis_unavailable(view)
+    view = redis_unavailable(unreadable_job(view))
 
     @wraps(view)
     def check(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -93,8 +93,10 @@ def job_function(job: RQJob) -> Callable[..., Any]:
     """The ``@job`` function a job names (imported once per process).
 
     Raises:
-        JobRefused: it names no registered ``@job`` function, or carries an RQ callback (never imported).
+        JobRefused: it names no registered ``@job`` function, or carries an RQ callback (never imported), or its hash
+            cannot be read (a field that is not what this app writes; data that is not a call in JSON).
     """
+    job.check_readable()
     path = job.func_name
     if job.instance is not None or path is None or definition_for_path(path) is None:
         raise JobRefused(f"Job {job.id} names {path!r}, which is not a registered @job function: refused. Only "
@@ -519,7 +521,7 @@ class Worker(rq.Worker):
     @staticmethod
     def _name(taken: Taken) -> str:
         raw = taken.fields.get(b"description")
-        return raw.decode() if raw else taken.id
+        return raw.decode(errors="replace") if raw else taken.id  # a hash written by hand may hold any bytes
 
     def _announce_stalls(self, queue: str, moved: list[tuple[str, int, bool]]) -> None:
         definition = get_definition(queue)
