@@ -591,7 +591,7 @@ class Worker(rq.Worker):
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + period
                     for taken in lc.extend(list(self._held.values())):
-                        if not taken.lost:
+                        if not taken.lost and taken.member in self._held:  # not one that finished meanwhile
                             taken.lost = True
                             logger.error("job id=%s queue=%s: its lock was lost (it stalled and may run elsewhere); "
                                          "its outcome will not be written", taken.id, taken.queue)
