@@ -6,10 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import redis
@@ -18,6 +22,8 @@ from rq.results import Result
 
 from queues import get_queue
 from tests.conftest import ROOT, manage, manage_env
+
+T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,
@@ -34,6 +40,39 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+# --- minutes of the metrics ----------------------------------------------------------------------------------
+# A job counts in the metrics of the minute it ended: the finish script takes that minute and the job's ended_at
+# from one clock reading. A test that reads the counts "of this minute" fails when the minute turns between the job
+# and the read (hh:mm:59.4, then hh:mm+1:00.1); these look the job's own minute up instead.
+
+
+def epoch_minute(at: datetime | None = None) -> int:
+    """The epoch minute of ``at`` (a job's ``ended_at``, say), or of now."""
+    return int((time.time() if at is None else at.timestamp()) // 60)
+
+
+def ended_minute(job_id: str, queue: str) -> int:
+    """The epoch minute the job ended in: the one its completed or failed count went to."""
+    handle = get_queue(queue).get_job(job_id)
+    assert handle is not None and handle.ended_at is not None, f"job {job_id} has not ended"
+    return epoch_minute(handle.ended_at)
+
+
+def per_minute(counts: Mapping[int, int], end: int, minutes: int = 60) -> list[int]:
+    """The ``per_minute`` list (oldest first, ``end`` the last epoch minute) that holds ``counts`` ({minute: n})."""
+    return [counts.get(minute, 0) for minute in range(end - minutes + 1, end + 1)]
+
+
+def within_one_minute(read: Callable[[], T]) -> tuple[T, int]:
+    """``read()`` and the epoch minute it ran in: read again if the minute turned while it ran, so that a page's
+    "last minute" is known."""
+    while True:
+        before = epoch_minute()
+        result = read()
+        if epoch_minute() == before:
+            return result, before
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -72,6 +111,60 @@ def signals_restored() -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+class Commands:
+    """What the session's own server runs, as MONITOR reports it (a thread reads it): which processes sent which
+    commands, in the order the server ran them. For "this worker looked, and took nothing", with no sleep that a slow
+    worker would outlast: ``with Commands(redis_client) as seen: ... since = seen.mark(); ...
+    wait_for(lambda: seen.sent_by(pid, since, "EVALSHA", key), ...)``."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.lines: list[tuple[str, str]] = []  # (client port, command and arguments, space-separated)
+        self._done = threading.Event()
+        self._monitor = client.monitor()
+        self._thread = threading.Thread(target=self._read, name="redis-monitor", daemon=True)
+
+    def __enter__(self) -> Commands:
+        self._monitor.__enter__()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self.client.ping()  # one more line, so that the reader sees it is done
+        self._thread.join(timeout=10)
+        self._monitor.__exit__()
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            try:
+                line = self._monitor.next_command()
+            except (redis.RedisError, OSError):
+                return
+            if line and line["client_type"] == "tcp":
+                self.lines.append((line["client_port"], line["command"]))
+
+    def mark(self) -> int:
+        """A point in the server's order of commands: everything that comes after it ran after this call."""
+        token = f"mark-{uuid.uuid4().hex}"
+        self.client.echo(token)
+        wait_for(lambda: any(token in command for _port, command in self.lines), 10, "MONITOR to show the mark")
+        return next(n for n, (_port, command) in enumerate(self.lines) if token in command)
+
+    def sent_by(self, pid: int, since: int, *words: str) -> bool:
+        """Whether the process ``pid`` (or a child of it) sent, after the mark ``since``, a command containing each
+        of ``words`` (``"EVALSHA"`` and a key its script reads, say)."""
+        ports = set()
+        try:
+            process = psutil.Process(pid)
+            for each in (process, *process.children(recursive=True)):
+                ports |= {str(conn.laddr.port) for conn in each.net_connections("tcp")}
+        except psutil.NoSuchProcess:
+            return False
+        return any(port in ports and all(word in command for word in words)
+                   for port, command in self.lines[since + 1:])
 
 
 def values(client: redis.Redis, key: str) -> list[str]:

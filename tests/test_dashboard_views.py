@@ -19,7 +19,7 @@ from queues import get_queue
 from queues.conf import get_config
 from queues.dashboard import backlog_key, chart, connection_label, health_marks
 from queues.worker import SimpleWorker
-from tests.helpers import signals_restored, wait_for, worker_process
+from tests.helpers import ended_minute, per_minute, signals_restored, wait_for, within_one_minute, worker_process
 from tests.helpers import staff_client as staff
 from tests.testapp.jobs import add, fail_with, note, slow
 
@@ -96,11 +96,11 @@ def test_dashboard__every_queue_with_its_counts(manager: Client) -> None:
     email.add(add, {"a": 9, "b": 9}, priority=3)
     email.add(add, {"a": 9, "b": 9}, delay=3600)
     notifications = get_queue("notifications")
-    notifications.add(note, {"key": "k", "value": "v"})
-    notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
+    done = notifications.add(note, {"key": "k", "value": "v"})
+    failed = notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
     run_burst("notifications")
 
-    response = manager.get(DASHBOARD)
+    response, now = within_one_minute(lambda: manager.get(DASHBOARD))  # the chart's last minute is `now`
     html = page(response)
 
     rows = {q.name: q for q in response.context["queues"]}
@@ -108,8 +108,10 @@ def test_dashboard__every_queue_with_its_counts(manager: Client) -> None:
     assert rows["email"].counts == {**email.get_job_counts(), "rate_limited": 0} | {"waiting": 3, "prioritized": 1,
                                                                                     "delayed": 1}
     assert (rows["notifications"].counts["completed"], rows["notifications"].counts["failed"]) == (1, 1)
-    assert rows["notifications"].completed.per_minute[-1] == 1
-    assert rows["notifications"].failed.per_minute[-1] == 1
+    # Each job counts in the minute it ended, the last one or, past hh:mm:59, the one before.
+    done_at, failed_at = ended_minute(done.id, "notifications"), ended_minute(failed.id, "notifications")
+    assert rows["notifications"].completed.per_minute == per_minute({done_at: 1}, now)
+    assert rows["notifications"].failed.per_minute == per_minute({failed_at: 1}, now)
     assert rows["email"].workers == 0
     assert "no worker" in rows["email"].health
     assert "failures rising" in rows["notifications"].health
@@ -119,7 +121,7 @@ def test_dashboard__every_queue_with_its_counts(manager: Client) -> None:
         assert f'<tr data-queue="{name}">' in html
         assert f'href="{queue_url(name)}"' in html
     assert '<td class="queues-num" data-count="waiting">3</td>' in html
-    assert '<rect class="queues-chart-failed" x="59"' in html
+    assert f'<rect class="queues-chart-failed" x="{59 - (now - failed_at)}"' in html
     assert f"Redis <code>127.0.0.1:{get_config().redis['URL'].rsplit(':', 1)[1]}</code>" in html
 
 
@@ -490,10 +492,12 @@ def test_dashboard__drain_asks_first_then_removes_waiting_jobs(manager: Client) 
 def test_dashboard__backlog_sampled_once_a_minute(viewer: Client, redis_client: redis.Redis) -> None:
     """Keep one backlog sample per minute per queue, capped and expiring, however often the page is read."""
     get_queue("email").add(add, {"a": 1, "b": 2})
-    for _ in range(3):
-        viewer.get(STATS)
-    samples = redis_client.lrange(backlog_key("email"), 0, -1)
-    assert len(samples) == 1 and samples[0].endswith(b":1")
+    _, now = within_one_minute(lambda: [viewer.get(STATS) for _ in range(3)])
+    samples = [sample.decode() for sample in redis_client.lrange(backlog_key("email"), 0, -1)]  # newest first
+    assert samples[0] == f"{now}:1"
+    # One per minute: a single one, or one more when the minute turned during the reads and they ran again.
+    minutes = [sample.split(":")[0] for sample in samples]
+    assert len(minutes) == len(set(minutes)), samples
     assert 0 < redis_client.ttl(backlog_key("email")) <= 3600
 
 
