@@ -201,10 +201,18 @@ def test_metrics__answer_while_rqworker_processes_run(workers, redis_client: red
             assert any('queues="email"' in line for line in metric_lines(body, "rq_workers")), body
             assert 'queues_jobs{queue="limited",state="waiting"} 1.0' in body
 
-            response = requester.get(reverse("django_rq:metrics"), headers=headers)
-            assert response.status_code == 200, (who, response.content[:2000])
-            assert any('queues="notifications"' in line
-                       for line in metric_lines(response.content.decode(), "rq_workers"))
+            # django-rq's own collector: both workers listed. Read again for a few seconds: one CI run once listed
+            # only the first worker here (not reproduced since; both are registered before this point).
+            seen: list[str] = []
+
+            def lists_both(requester: Client = requester, headers: dict = headers, who: str = who,
+                           seen: list[str] = seen) -> bool:
+                response = requester.get(reverse("django_rq:metrics"), headers=headers)
+                assert response.status_code == 200, (who, response.content[:2000])
+                seen[:] = metric_lines(response.content.decode(), "rq_workers")
+                return all(any(f'queues="{queue}"' in line for line in seen) for queue in ("email", "notifications"))
+
+            wait_for(lists_both, 10, f"django-rq's metrics to list both workers (last: {seen})")
 
             response = requester.get(reverse("django_rq:home_json"), headers=headers)
             assert response.status_code == 200, (who, response.content[:2000])
