@@ -83,11 +83,30 @@ def guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return admin.site.admin_view(check)
 
 
+def fresh_registry_after_failure(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """django-rq's ``metrics`` builds its registry on the first request and keeps it; when that first collection
+    fails (Redis down), the registry is kept without its collector and every later scrape is empty until a restart.
+    Forget it after a failure, so the next request builds it again."""
+
+    @wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Exception:
+            from django_rq import stats_views
+
+            stats_views.registry = None
+            raise
+
+    return answer
+
+
 def api_urlpatterns() -> list[URLPattern]:
     """django-rq's ``stats.json`` (503 in JSON) and ``metrics`` (503 in text) while Redis cannot be reached."""
     patterns = get_api_urlpatterns()
     for pattern in patterns:
-        pattern.callback = redis_unavailable(pattern.callback, as_json=pattern.name == "home_json")
+        callback = fresh_registry_after_failure(pattern.callback) if pattern.name == "metrics" else pattern.callback
+        pattern.callback = redis_unavailable(callback, as_json=pattern.name == "home_json")
     return patterns
 
 

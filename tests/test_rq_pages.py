@@ -121,3 +121,6 @@ def test_rq_pages__redis_down_answers_503_naming_the_server() -> None:
         assert response.json()["error"].startswith(message)
         response = reader.get(reverse("django_rq:metrics"))
         assert response.status_code == 503 and message in response.content.decode()
+    # Redis is back: django-rq's metrics collect again (it kept an empty registry after a failed first scrape)
+    response = reader.get(reverse("django_rq:metrics"))
+    assert response.status_code == 200 and 'rq_jobs{queue="email",status="queued"}' in response.content.decode()
