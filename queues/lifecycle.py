@@ -295,11 +295,6 @@ class _Direct:
             connection.disconnect()
             raise
 
-    def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.disconnect()
-
 
 def _lose_reply(connection: redis.Redis, call: Any) -> Any:
     """A fault-test hook (``QUEUES_TEST_LOSE_REPLY=take,finish``): the first call of the script runs in Redis, but

@@ -8,7 +8,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 from uuid import uuid4
@@ -77,13 +77,6 @@ class RQQueue(rq.Queue):
         if pipeline is None:
             pipe.execute()
         return job
-
-    def requeue(self, job: RQJob, pipeline: Any) -> None:
-        """Put a job that had started back to waiting (front of its band), its attempts untouched."""
-        if job.priority:
-            self.schedule_job(job, datetime.now(UTC), pipeline=pipeline)  # promoted into its priority band
-        else:
-            self._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
 @dataclass(frozen=True, slots=True)
