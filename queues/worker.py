@@ -132,6 +132,7 @@ class Worker(rq.Worker):
         super().__init__([RQQueue(name, connection=connection) for name in names], *args, **kwargs)
         self._stop_requested_at: float | None = None
         self._stopping = threading.Event()
+        self._fork_lock = threading.Lock()  # held by the keeper's steps and across a fork (fork mode)
         self._nudge = threading.Event()  # wakes the keeper early (a stop, a job with a deadline in threads mode)
         self._keeper_wakes_at = 0.0
         self._held: dict[str, Taken] = {}  # lock member -> the job, for every job this process runs
@@ -441,7 +442,8 @@ class Worker(rq.Worker):
         connections.close_all()  # never share a database socket with the job process
         read_end, write_end = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        with self._fork_lock:  # never while the keeper thread is mid-step (see _keep)
+            pid = os.fork()
         if pid == 0:  # the job process
             code = 0
             try:
@@ -584,6 +586,10 @@ class Worker(rq.Worker):
         outage = False
         checks_from = 0.0
         while not (self._stopping.is_set() and not self._held):
+            # Fork mode: no job process is forked while this thread is mid-step. A lock it held at the fork (the
+            # SQLite library's, a connection pool's) would stay locked forever in the child, which hung in its
+            # first query (CI, 1 run in 4 of the fork pass).
+            self._fork_lock.acquire()
             try:
                 if time.monotonic() >= next_flush and not self._stopping.is_set():
                     next_flush = time.monotonic() + spool.FLUSH_INTERVAL
@@ -612,7 +618,9 @@ class Worker(rq.Worker):
                 next_beat = min(next_beat, time.monotonic() + 0.25)  # extend the locks as soon as Redis is back
             except Exception:  # the keeper must never die
                 logger.exception("worker %s: keeper step failed", self.name)
-            wait = next_beat - time.monotonic()
+            finally:
+                self._fork_lock.release()
+            wait = (next_beat if self._stopping.is_set() else min(next_beat, next_flush)) - time.monotonic()
             if self._stop_requested_at is not None:
                 wait = min(wait, 0.25)  # the grace is looked at four times a second
             deadlines = [taken.deadline for taken in list(self._held.values()) if taken.deadline is not None]

@@ -339,3 +339,13 @@ def slow_trace(path: str, seconds: float) -> None:
     append_line(path, f"start {os.getpid()}")
     time.sleep(seconds)
     append_line(path, f"end {os.getpid()}")
+
+
+@job("email", name="tests.count_users")
+def count_users(key: str) -> int:
+    """Push the number of users (a database query) onto the Redis list ``key``."""
+    from django.contrib.auth.models import User
+
+    count = User.objects.count()
+    get_connection().rpush(key, count)
+    return count
