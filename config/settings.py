@@ -47,6 +47,11 @@ INSTALLED_APPS = [
     "django_rq",
     "queues",
     "notifications",
+    # The seed's other queue types, each with the job it is named for (README, "Queue types").
+    "webhooks",
+    "exports",
+    "imports",
+    "images",
 ]
 
 MIDDLEWARE = [
@@ -101,6 +106,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "build" / "static"
+# Uploads (images, user imports) and generated files (exports), in Django's default storage.
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "build" / "media")))
 
 # --- Email ----------------------------------------------------------------------------------------
 # EMAIL_URL: smtp://[user:password@]host:port (smtp+tls:// for STARTTLS, smtp+ssl:// for TLS), or

@@ -6,5 +6,9 @@ urlpatterns = [
     path("admin/django-rq/", include("queues.rq_pages")),
     path("admin/", admin.site.urls),
     path("api/notifications/", include("notifications.urls")),
+    # Django's own login / logout / password pages, for users who are not staff (the in-app notifications API).
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("exports/", include("exports.urls")),
+    path("imports/", include("imports.urls")),
     path("queues/", include("queues.urls")),  # /queues/metrics for Prometheus
 ]

@@ -42,3 +42,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Worker processes started by tests must open the test database: SQLite's default test database lives in memory.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"tests-db-{os.getpid()}.sqlite3")}
+
+# Webhook receivers in the tests listen on 127.0.0.1 (the send-time and validation guards are tested with it off).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+# Uploads and exports of the session, shared with the worker processes it starts (they inherit the variable).
+MEDIA_ROOT = os.environ.setdefault("TESTS_MEDIA_ROOT", tempfile.mkdtemp(prefix="tests-media-"))

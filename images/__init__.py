@@ -1,0 +1,1 @@
+"""Images (issue 14)."""
