@@ -42,6 +42,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Worker processes started by tests must open the test database: SQLite's default test database lives in memory.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"tests-db-{os.getpid()}.sqlite3")}
+else:  # named here, so that tests/conftest.py's test_database_url() gives worker processes the same one
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
 
 # Webhook receivers in the tests listen on 127.0.0.1 (the send-time and validation guards are tested with it off).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
