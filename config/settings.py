@@ -104,6 +104,10 @@ TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Where Django's login page (/accounts/login/, for users who are not staff) sends a user when no ?next= is given:
+# the in-app inbox API. POST /accounts/logout/ shows templates/registration/logged_out.html.
+LOGIN_REDIRECT_URL = "/api/notifications/"
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "build" / "static"
 # Uploads (images, user imports) and generated files (exports), in Django's default storage.
@@ -142,7 +146,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "queues": {"handlers": ["console"], "level": env_str("QUEUES_LOG_LEVEL", "INFO"), "propagate": False},
-        "notifications": {"handlers": ["console"], "level": env_str("QUEUES_LOG_LEVEL", "INFO"), "propagate": False},
+        **{app: {"handlers": ["console"], "level": env_str("QUEUES_LOG_LEVEL", "INFO"), "propagate": False}
+           for app in ("notifications", "webhooks", "exports", "imports", "images")},
     },
 }
 
@@ -254,8 +259,34 @@ QUEUES_JOB_SCHEDULERS = {
     "cleanup": {"queue": "cleanup", "job": "notifications.cleanup", "pattern": "15 3 * * *"},
     # The notifications outbox: rows whose enqueue failed (Redis down) or whose job Redis lost, enqueued again.
     "notifications-sweep": {"queue": "cleanup", "job": "notifications.sweep", "every": 60},
+    # Export files older than EXPORTS_KEEP_DAYS deleted (their rows marked expired), every day at 03:45.
+    "exports-cleanup": {"queue": "cleanup", "job": "exports.cleanup", "pattern": "45 3 * * *"},
+    # Webhook events and deliveries older than WEBHOOKS_KEEP_DAYS deleted, every day at 03:30.
+    "webhooks-cleanup": {"queue": "cleanup", "job": "webhooks.cleanup", "pattern": "30 3 * * *"},
 }
 NOTIFICATIONS_KEEP_DAYS = env_int("NOTIFICATIONS_KEEP_DAYS", default=90, minimum=1, maximum=100_000, what="days")
+# Images (images/, docs/images.md): thumbnail boxes by size name ([max width, max height]; the names go into file
+# names), and the largest original, in pixels, the thumbnails job decodes (a bigger one fails as "image too large").
+IMAGES_THUMBNAIL_SIZES = {"small": [150, 150], "medium": [600, 600]}
+IMAGES_MAX_PIXELS = env_int("IMAGES_MAX_PIXELS", default=50_000_000, minimum=1, maximum=2_000_000_000,
+                            what="a number of pixels")
+# User imports (imports/, docs/imports.md): the largest CSV the admin's upload accepts, and rows per transaction.
+IMPORTS_MAX_BYTES = env_int("IMPORTS_MAX_BYTES", default=50 * 1024 * 1024, minimum=1, maximum=2 * 1024**3,
+                            what="bytes")
+IMPORTS_BATCH_SIZE = 500
+EXPORTS_KEEP_DAYS = env_int("EXPORTS_KEEP_DAYS", default=7, minimum=1, maximum=100_000, what="days")
+
+# --- Webhooks -------------------------------------------------------------------------------------
+# Seconds to connect to a receiver and to read its answer (keep the sum under the webhooks queue's 30 s job
+# timeout), the longest Retry-After of a 429 honoured, and whether endpoints may point at internal addresses.
+WEBHOOKS_TIMEOUT = (
+    env_int("WEBHOOKS_CONNECT_TIMEOUT", default=3, minimum=1, maximum=60, what="seconds"),
+    env_int("WEBHOOKS_READ_TIMEOUT", default=10, minimum=1, maximum=60, what="seconds"),
+)
+WEBHOOKS_MAX_RETRY_AFTER = env_int("WEBHOOKS_MAX_RETRY_AFTER", default=3600, minimum=1, maximum=24 * 3600,
+                                   what="seconds")
+WEBHOOKS_KEEP_DAYS = env_int("WEBHOOKS_KEEP_DAYS", default=30, minimum=1, maximum=100_000, what="days")
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
 
 # django-rq reads RQ_QUEUES: derive it from QUEUES and QUEUES_REDIS, so the two never disagree, and
 # make its rqworker / rqworker-pool commands run this app's worker class (JSON only).

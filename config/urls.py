@@ -1,3 +1,7 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
@@ -12,3 +16,6 @@ urlpatterns = [
     path("imports/", include("imports.urls")),
     path("queues/", include("queues.urls")),  # /queues/metrics for Prometheus
 ]
+# Image uploads and thumbnails (the admin's previews) while DEBUG is on; static() adds nothing otherwise. Only
+# images/: all of MEDIA_ROOT would also serve other users' exports and imports.
+urlpatterns += static(settings.MEDIA_URL + "images/", document_root=Path(settings.MEDIA_ROOT) / "images")

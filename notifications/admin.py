@@ -1,5 +1,7 @@
 """The notifications admin: filter, search, see the queue job, and the actions "resend" and "cancel".
 
+An in-app row's change page also shows the message as delivered (title, body) and when its recipient read it.
+
 The job's state is shown on the change page only: the list would cost one Redis call per row, and
 ``queues`` has no call that reads many jobs' states in one round trip yet. The change page links the job
 to django-rq's job page until the queue dashboard lands. Rows are created by the services, never by hand:
@@ -17,6 +19,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from exports.actions import export_to_csv_action
 from queues import get_queue
 
 from . import services
@@ -34,10 +37,17 @@ class NotificationAdmin(admin.ModelAdmin):
     list_select_related = ("recipient",)
     date_hierarchy = "created_at"
     show_full_result_count = False  # no second COUNT(*) over a large table
-    actions = ("resend", "cancel")
+    actions = ("resend", "cancel", export_to_csv_action(description="Export to CSV"))
     fields = ("recipient", "kind", "channel", "status", "job_state", "job_id", "attempts", "scheduled_for",
               "sent_at", "last_error", "context", "created_at", "updated_at")
-    readonly_fields = fields
+    in_app_fields = ("title", "body", "read_at")  # the inbox entry: shown on in-app rows only
+    readonly_fields = (*fields, *in_app_fields)
+
+    def get_fields(self, request: HttpRequest, obj: Notification | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.channel == Channel.IN_APP:
+            at = self.fields.index("sent_at") + 1
+            return (*self.fields[:at], *self.in_app_fields, *self.fields[at:])
+        return self.fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

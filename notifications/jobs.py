@@ -19,6 +19,9 @@ A missing template or address fails the row and raises ``queues.UnrecoverableErr
 Return values hold no personal data (they are kept in Redis).
 
 Progress (BullMQ's ``job.updateProgress``): 50 once the row is claimed, 100 once it is sent.
+
+A row that ends sent or failed sends the webhook event ``notification.sent`` / ``notification.failed`` (ids, kind,
+channel, status, and the error) to the endpoints that subscribe to it (``webhooks.send_event``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from queues import Job, UnrecoverableError, current_job, job
 from queues.conf import get_config
 from queues.connection import get_connection
 from queues.maintenance import apply_retention
+from webhooks import send_event
 
+from . import in_app
 from .emails import build_message
 from .models import NOT_STARTED, Channel, Notification, Status
 
@@ -113,7 +118,8 @@ def deliver(notification_id: int) -> dict[str, Any]:
 
 @job(IN_APP_QUEUE, name="notifications.deliver_in_app")
 def deliver_in_app(notification_id: int) -> dict[str, Any]:
-    """Deliver an in-app notification: the row is the user's inbox entry, so delivering is marking it sent."""
+    """Deliver an in-app notification: the row is the user's inbox entry, so delivering renders its title and
+    body into it (``notifications.in_app``) and marks it sent; the inbox API lists sent rows only."""
     return _deliver(notification_id, Channel.IN_APP)
 
 
@@ -143,7 +149,7 @@ def _deliver(notification_id: int, channel: str) -> dict[str, Any]:
     if notification.status == Status.SENDING:
         error = ("A previous run stopped while sending (worker killed or timed out): the message may have gone "
                  "out, so it is not sent again. Resend it from the admin if it did not arrive.")
-        Notification.objects.move(notification_id, [Status.SENDING], Status.FAILED, last_error=error)
+        _move(notification, Status.FAILED, last_error=error)
         raise UnrecoverableError(f"Notification {notification_id}: {error}")
     if notification.status not in NOT_STARTED:
         return _skipped(notification_id, f"it is {notification.status}")
@@ -163,12 +169,35 @@ def _deliver(notification_id: int, channel: str) -> dict[str, Any]:
         running.update_progress(50)  # claimed; sending
     if channel == Channel.EMAIL:
         _send_email(notification, user, running)
-    Notification.objects.move(notification_id, [Status.SENDING], Status.SENT, sent_at=timezone.now(),
-                              last_error="")
+    elif channel == Channel.IN_APP:
+        _store_in_app(notification, user)
+    _move(notification, Status.SENT, sent_at=timezone.now(), last_error="")
     if running is not None:
         running.update_progress(100)
     logger.info("Notification %s sent (%s, job %s)", notification_id, channel, running.id if running else "-")
     return {"notification_id": notification_id, "status": Status.SENT.value}
+
+
+def _move(notification: Notification, to: str, **fields: Any) -> bool:
+    """Move a claimed (``sending``) row to ``to``; when it ends (sent or failed), tell the webhooks.
+
+    The event goes out once per row and outcome, since only one run can move the row out of ``sending``. It is
+    sent after the row's UPDATE (autocommit: committed), so a receiver that reads the API sees the new status. A
+    worker killed between the two loses the event (the row is right); a failure to record it is logged and never
+    fails a delivery that happened.
+    """
+    moved = Notification.objects.move(notification.pk, [Status.SENDING], to, **fields)
+    if moved and to in (Status.SENT, Status.FAILED):
+        data = {"notification_id": notification.pk, "kind": notification.kind, "channel": notification.channel,
+                "recipient_id": notification.recipient_id, "status": to}
+        if to == Status.FAILED:
+            data["error"] = fields.get("last_error", "")
+        try:
+            send_event(f"notification.{to}", data)
+        except Exception:
+            logger.exception("Notification %s: the webhook event notification.%s could not be recorded",
+                             notification.pk, to)
+    return moved
 
 
 def _recipient(notification: Notification) -> Any:
@@ -180,6 +209,21 @@ def _recipient(notification: Notification) -> Any:
     return user_model._default_manager.filter(pk=notification.recipient_id).only(*fields).first()
 
 
+def _store_in_app(notification: Notification, user: Any) -> None:
+    """Write the rendered title and body into a claimed in-app row.
+
+    A template that is missing or does not render fails the row for good: a retry would render it the same way
+    (and would find the row ``sending``).
+    """
+    pk = notification.pk
+    try:
+        message = in_app.render(notification, user)
+    except Exception as e:
+        _move(notification, Status.FAILED, last_error=_error_text(e))
+        raise UnrecoverableError(f"Notification {pk} cannot be delivered: {_error_text(e)}") from e
+    Notification.objects.filter(pk=pk, status=Status.SENDING).update(**message)
+
+
 def _send_email(notification: Notification, user: Any, running: Job | None) -> None:
     """Send the email of a claimed row; on failure release the row (or fail it on the last attempt) and raise."""
     pk = notification.pk
@@ -188,14 +232,13 @@ def _send_email(notification: Notification, user: Any, running: Job | None) -> N
             raise ValueError("The recipient has no email address.")
         message = build_message(notification, user)
     except (TemplateDoesNotExist, ValueError) as e:
-        Notification.objects.move(pk, [Status.SENDING], Status.FAILED, last_error=_error_text(e))
+        _move(notification, Status.FAILED, last_error=_error_text(e))
         raise UnrecoverableError(f"Notification {pk} cannot be sent: {_error_text(e)}") from e
     try:
         message.send()
     except Exception as e:
         last = running is None or not running.retries_left
-        Notification.objects.move(pk, [Status.SENDING], Status.FAILED if last else Status.QUEUED,
-                                  last_error=_error_text(e))
+        _move(notification, Status.FAILED if last else Status.QUEUED, last_error=_error_text(e))
         # The seed's "log error with context": job id, name, attempt, error.
         logger.warning("Notification %s: sending failed (job %s %s, attempt %s%s): %s", pk,
                        running.id if running else "-", running.name if running else "-",

@@ -52,6 +52,7 @@ class Kind:
 
     WELCOME = "welcome"
     REMINDER = "reminder"
+    MESSAGE = "message"  # in-app: the title and body come from the context
 
 
 NOT_STARTED = (Status.PENDING, Status.QUEUED)  # cancel and reschedule work only before a worker claims the row
@@ -73,7 +74,11 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
 
 
 class Notification(models.Model):
-    """One notification to one user on one channel, from creation to delivery."""
+    """One notification to one user on one channel, from creation to delivery.
+
+    A delivered in-app row is also the message in its recipient's inbox: ``title``, ``body``, ``read_at``
+    (``notifications.inbox``).
+    """
 
     recipient = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -85,7 +90,8 @@ class Notification(models.Model):
     kind = models.CharField(
         max_length=50,
         validators=[RegexValidator(KIND_RE, "A kind is lower-case letters, digits, '-' and '_'.")],
-        help_text="Which templates render it: templates/notifications/email/<kind>.txt (and .html, _subject.txt).",
+        help_text="Which templates render it: templates/notifications/<channel>/<kind>.txt (and _subject.txt, "
+                  ".html for email; _title.txt in-app).",
     )
     channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.EMAIL)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
@@ -95,6 +101,11 @@ class Notification(models.Model):
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="Deliver no sooner than this.")
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # In-app rows: the message as the user reads it, rendered once by the delivering job (a later change of
+    # template or of the user's name does not rewrite what they were sent), and when they read it.
+    title = models.CharField(max_length=200, blank=True, help_text="In-app: the rendered one-line title.")
+    body = models.TextField(blank=True, help_text="In-app: the rendered plain-text body.")
+    read_at = models.DateTimeField(null=True, blank=True, help_text="In-app: when the recipient marked it read.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -110,6 +121,12 @@ class Notification(models.Model):
             models.Index(fields=["-created_at"], name="notif_created_idx"),
             # The outbox sweep (and the check after each enqueue): small, since few rows stay pending.
             models.Index(fields=["updated_at"], condition=Q(status="pending"), name="notif_outbox_idx"),
+            # A user's in-app inbox, newest delivery first (notifications.inbox), and its unread part alone.
+            models.Index(fields=["recipient", "-sent_at"], condition=Q(channel="in_app", status="sent"),
+                         name="notif_inbox_idx"),
+            models.Index(fields=["recipient", "-sent_at"],
+                         condition=Q(channel="in_app", status="sent", read_at__isnull=True),
+                         name="notif_inbox_unread_idx"),
         ]
         constraints = [
             # At most one welcome per user: send_welcome_email() returns the first one.

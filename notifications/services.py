@@ -17,8 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from . import outbox
-from .emails import has_templates
+from . import emails, in_app, outbox
 from .exceptions import InvalidNotification, NotChangeable, NotFound, Undeliverable
 from .models import KIND_RE, NOT_STARTED, Channel, Kind, Notification, Status
 
@@ -139,12 +138,16 @@ def notify_many(user_ids: Iterable[Any], kind: str, *, channel: str = Channel.EM
     """Notify many users at once: one query for the users, one INSERT, one bulk add per queue.
 
     Users that do not exist (or, for email, have no address) are left out; the created rows are returned.
-    A welcome goes through :func:`send_welcome_email` (one per user), not here.
+    A welcome goes through :func:`send_welcome_email` (one per user), not here. In-app rows land in each
+    user's inbox once delivered (``notifications.inbox``); the ``message`` kind takes its ``title`` and
+    ``body`` from ``context``.
 
     Raises:
-        InvalidNotification: an unknown kind (no templates), ``welcome``, or a naive ``when``.
+        InvalidNotification: an unknown channel, a kind without templates for the channel, ``welcome``, or a
+            naive ``when``.
     """
-    _check_kind(kind)
+    _check_channel(channel)
+    _check_kind(kind, channel)
     if kind == Kind.WELCOME:
         raise InvalidNotification("A welcome is sent once per user: call send_welcome_email(user_id) for each.")
     if when is not None:
@@ -189,10 +192,19 @@ def _check_when(when: Any) -> None:
                                   "in Z or +hh:mm.")
 
 
-def _check_kind(kind: Any) -> None:
+def _check_channel(channel: Any) -> None:
+    if channel not in Channel.values:
+        raise InvalidNotification(f"Unknown channel {channel!r}: use one of {', '.join(Channel.values)}.")
+
+
+def _check_kind(kind: Any, channel: str) -> None:
+    if channel == Channel.IN_APP:
+        has_templates, needed = in_app.has_templates, "in_app/<kind>.txt and <kind>_title.txt"
+    else:
+        has_templates, needed = emails.has_templates, "email/<kind>.txt and <kind>_subject.txt"
     if not isinstance(kind, str) or not KIND_RE.match(kind) or not has_templates(kind):
-        raise InvalidNotification(f"Unknown kind {kind!r}: add templates/notifications/email/<kind>.txt and "
-                                  "<kind>_subject.txt (lower-case letters, digits, '-' and '_').")
+        raise InvalidNotification(f"Unknown kind {kind!r} for channel {channel!r}: add templates/notifications/"
+                                  f"{needed} (lower-case letters, digits, '-' and '_').")
 
 
 def _user_pk(user_id: Any) -> Any:
@@ -204,8 +216,7 @@ def _user_pk(user_id: Any) -> Any:
 
 def _recipient(user_id: Any, channel: str) -> Any:
     """The user's primary key, after checking they exist (and have an address, for email): one small query."""
-    if channel not in Channel.values:
-        raise InvalidNotification(f"Unknown channel {channel!r}: use one of {', '.join(Channel.values)}.")
+    _check_channel(channel)
     user_model = get_user_model()
     email_field = user_model.get_email_field_name()
     row = user_model._default_manager.filter(pk=_user_pk(user_id)).values("pk", email_field).first()

@@ -1,5 +1,8 @@
 """The JSON API: ``/api/notifications/...``.
 
+The in-app inbox (``GET /api/notifications/``, ``POST <id>/read/``, ``POST read-all/``) shows each user their
+own delivered in-app notifications only, staff included (``notifications.inbox``).
+
 - Session authentication, with Django's CSRF check for unsafe methods (as DRF's ``SessionAuthentication``
   does): the views are exempt from the middleware so that a failed check answers JSON, then run the same
   check themselves. Not logged in → 401.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -21,12 +25,13 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.paginator import EmptyPage, Paginator
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from . import services
+from . import inbox, services
 from .exceptions import InvalidNotification, NotChangeable, NotFound, Undeliverable
 from .forms import ReminderForm, RescheduleForm, WelcomeForm
 from .models import Notification, Status
@@ -198,3 +203,74 @@ def detail(request: HttpRequest, pk: int) -> JsonResponse:
     if request.method == "DELETE":
         notification = services.cancel(notification.pk)
     return JsonResponse(as_json(notification, request))
+
+
+PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+TRUE, FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() also takes "²"
+
+
+def as_inbox_json(notification: Notification) -> dict[str, Any]:
+    """An inbox entry: what a UI shows. ``title`` and ``body`` are plain text (escape them in HTML)."""
+    return {
+        "id": notification.pk,
+        "kind": notification.kind,
+        "title": notification.title,
+        "body": notification.body,
+        "created_at": notification.created_at.isoformat(),
+        "sent_at": notification.sent_at.isoformat() if notification.sent_at else None,
+        "read_at": notification.read_at.isoformat() if notification.read_at else None,
+        "unread": notification.read_at is None,
+    }
+
+
+def _whole_number(request: HttpRequest, name: str, default: int) -> int:
+    value = request.GET.get(name, "")
+    if value == "":
+        return default
+    if not WHOLE_NUMBER.fullmatch(value) or int(value) < 1:
+        raise ApiError(400, f"Invalid query parameter: {name}.", {name: ["Enter a whole number of 1 or more."]})
+    return int(value)
+
+
+@api_view("GET")
+def inbox_list(request: HttpRequest) -> JsonResponse:
+    """``GET ?unread=1&page=N&page_size=M``: the user's delivered in-app notifications, newest first.
+
+    ``page_size`` is 20 by default and at most 100 (a larger one gets 100). A page past the last is a 404;
+    the first page of an empty inbox is an empty list. ``next`` and ``previous`` are page numbers (or null);
+    ``unread`` counts the user's unread notifications, whatever the filter.
+    """
+    unread = request.GET.get("unread", "").lower()
+    if unread not in TRUE + FALSE:
+        raise ApiError(400, "Invalid query parameter: unread.", {"unread": ["Use unread=1 or unread=0."]})
+    page_size = min(_whole_number(request, "page_size", PAGE_SIZE), MAX_PAGE_SIZE)
+    number = _whole_number(request, "page", 1)
+    paginator = Paginator(inbox.inbox(request.user, unread=unread in TRUE), page_size)
+    try:
+        page = paginator.page(number)
+    except EmptyPage:
+        raise NotFound(f"Page {number} does not exist: there are {paginator.num_pages}.") from None
+    return JsonResponse({
+        "count": paginator.count,
+        "page": page.number,
+        "pages": paginator.num_pages,
+        "page_size": page_size,
+        "next": page.next_page_number() if page.has_next() else None,
+        "previous": page.previous_page_number() if page.has_previous() else None,
+        "unread": paginator.count if unread in TRUE else inbox.unread_count(request.user),
+        "results": [as_inbox_json(n) for n in page.object_list],
+    })
+
+
+@api_view("POST")
+def inbox_read(request: HttpRequest, pk: int) -> JsonResponse:
+    """``POST``: mark the notification read (once: a repeat answers 200 with the first ``read_at``)."""
+    return JsonResponse(as_inbox_json(inbox.mark_read(request.user, pk)))
+
+
+@api_view("POST")
+def inbox_read_all(request: HttpRequest) -> JsonResponse:
+    """``POST``: mark all the user's unread notifications read; ``{"marked_read": n}``."""
+    return JsonResponse({"marked_read": inbox.mark_all_read(request.user)})

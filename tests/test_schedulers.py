@@ -360,7 +360,11 @@ def test_the_projects_cleanup_scheduler_runs_daily_on_the_cleanup_queue(redis_cl
     assert timedelta(0) < scheduler["next"] - datetime.now(UTC) <= timedelta(days=1)
     sweep = get_queue("cleanup").get_job_scheduler("notifications-sweep")
     assert sweep["job"] == "notifications.sweep" and sweep["every"] == 60
-    assert get_queue("cleanup").get_job_counts()["delayed"] == 2  # one pending run each
+    exports = get_queue("cleanup").get_job_scheduler("exports-cleanup")
+    assert exports["job"] == "exports.cleanup" and exports["pattern"] == "45 3 * * *"
+    hooks = get_queue("cleanup").get_job_scheduler("webhooks-cleanup")
+    assert hooks["job"] == "webhooks.cleanup" and hooks["pattern"] == "30 3 * * *"
+    assert get_queue("cleanup").get_job_counts()["delayed"] == 4  # one pending run each
 
 
 def test_a_scheduler_whose_job_is_gone_from_the_code_ends_with_an_error(redis_client, caplog):
