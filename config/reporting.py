@@ -27,6 +27,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.template.defaultfilters import pprint
 from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 MASK = SafeExceptionReporterFilter.cleansed_substitute
@@ -120,7 +121,8 @@ class SecretsFilter(SafeExceptionReporterFilter):
             return mask_url_passwords(cleansed)
         return cleansed
 
-    def get_traceback_frame_variables(self, request: HttpRequest | None, tb_frame: Any) -> list[tuple[str, Any]]:
+    def get_traceback_frame_variables(self, request: HttpRequest | None,  # type: ignore[override]
+                                      tb_frame: Any) -> list[tuple[str, Any]]:  # a list, as Django's own returns
         """Each variable formatted as the report prints it, with the known secrets in it masked."""
         secrets = known_secrets()
         variables = []
@@ -134,8 +136,9 @@ class SecretsFilter(SafeExceptionReporterFilter):
 class SecretsReporter(ExceptionReporter):
     """Django's reporter, masking what its filter does not see (the exception message, the request's path)."""
 
-    def get_traceback_html(self) -> str:
-        return mask_secrets(super().get_traceback_html(), known_secrets())
+    # Django's rendering with secrets replaced by asterisks: still the safe HTML (and text) it was.
+    def get_traceback_html(self) -> SafeString:
+        return mark_safe(mask_secrets(super().get_traceback_html(), known_secrets()))  # noqa: S308
 
-    def get_traceback_text(self) -> str:
-        return mask_secrets(super().get_traceback_text(), known_secrets())
+    def get_traceback_text(self) -> SafeString:
+        return mark_safe(mask_secrets(super().get_traceback_text(), known_secrets()))  # noqa: S308

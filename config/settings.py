@@ -4,6 +4,7 @@ Every variable is listed in README.md. A bad value stops start-up with one line 
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -172,7 +173,7 @@ QUEUES_SHUTDOWN_GRACE = 30
 # ({"max": N, "duration": s}, shared by all workers), "stalled_interval" (default 30 s) and
 # "max_stalled_count" (default 1), "permanent_errors" (exception classes that fail a job at once).
 _RETAIN_A_DAY = {"count": 100, "age": 24 * 60 * 60}
-QUEUES = {
+QUEUES: dict[str, dict[str, Any]] = {
     # Email sending: transactional mail through Django's email backend. SMTP hiccups are common and
     # short, so retry a few times with exponential backoff. As the BullMQ guide: 5 at once, at most 10 a
     # second (SMTP providers throttle).

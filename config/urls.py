@@ -3,9 +3,9 @@ from pathlib import Path
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     # django-rq's pages, needing the queues app's view / manage permissions (see queues/rq_pages.py).
     path("admin/django-rq/", include("queues.rq_pages")),
     path("admin/", admin.site.urls),

@@ -51,7 +51,7 @@ def export_fields(model: type[models.Model], names: Sequence[str] | None) -> lis
     """
     if not names:
         return [field for field in model._meta.concrete_fields]
-    fields = []
+    fields: list[models.Field] = []
     for name in names:
         try:
             field = model._meta.get_field(name)
@@ -61,7 +61,7 @@ def export_fields(model: type[models.Model], names: Sequence[str] | None) -> lis
         if not getattr(field, "concrete", False) or field.many_to_many:
             raise ExportDefinitionError(f"{model._meta.label}.{name} is a many-to-many or reverse relation, one "
                                         "column cannot hold it: export the model's own fields.")
-        fields.append(field)
+        fields.append(field)  # type: ignore[arg-type]  # concrete, not many-to-many: a Field
     return fields
 
 

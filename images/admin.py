@@ -42,7 +42,7 @@ class ImageAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Image, form: Any, change: bool) -> None:  # noqa: FBT001 - Django's signature
         if not change and obj.uploaded_by_id is None:
-            obj.uploaded_by = request.user
+            obj.uploaded_by_id = request.user.pk
         super().save_model(request, obj, form, change)
 
     @admin.display(description="thumbnail")

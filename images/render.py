@@ -61,6 +61,7 @@ def make_thumbnails(storage: Storage, name: str, folder: str, sizes: Mapping[str
         image = _decoded(original, name, max_pixels)
     image, opaque = _converted(image, name)
     stem = posixpath.splitext(posixpath.basename(name))[0][:100] or "image"
+    save_options: dict[str, Any]
     extension, save_options = ("jpg", {"format": "JPEG", "quality": JPEG_QUALITY, "optimize": True}) if opaque \
         else ("png", {"format": "PNG", "optimize": True})
     written: dict[str, str] = {}

@@ -58,7 +58,7 @@ class UserImportAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: UserImport, form: ModelForm, change: bool) -> None:  # noqa: FBT001 - Django's signature
         if not change:
-            obj.created_by = request.user
+            obj.created_by_id = request.user.pk
             obj.status = UserImport.Status.PENDING
         super().save_model(request, obj, form, change)
         if not change:

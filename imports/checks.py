@@ -19,7 +19,7 @@ def _whole(value: Any, low: int, high: int | None = None) -> bool:
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """``IMPORTS_MAX_BYTES`` (bytes ≥ 1) and ``IMPORTS_BATCH_SIZE`` (rows, 1 to 10,000)."""
-    errors = []
+    errors: list[checks.CheckMessage] = []
     max_bytes = conf.max_bytes()
     if not _whole(max_bytes, 1):
         errors.append(checks.Error(f"IMPORTS_MAX_BYTES is {max_bytes!r}.",

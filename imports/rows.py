@@ -57,7 +57,7 @@ class Rejected:
 @cache
 def _max_lengths() -> dict[str, int]:
     opts = get_user_model()._meta
-    return {column: opts.get_field(column).max_length for column in COLUMNS}
+    return {column: getattr(opts.get_field(column), "max_length", None) or 0 for column in COLUMNS}
 
 
 def first_line(end_line: int, record: dict[str | None, Any]) -> int:

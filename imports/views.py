@@ -19,7 +19,7 @@ def report(request: HttpRequest, pk: int) -> FileResponse:
     """The CSV of the import's rejected rows, as an attachment."""
     visible = UserImport.objects.all()
     if not request.user.is_superuser:
-        visible = visible.filter(created_by=request.user)
+        visible = visible.filter(created_by_id=request.user.pk)
     user_import = get_object_or_404(visible, pk=pk)
     if not user_import.report:
         raise Http404("This import has no report: no row was rejected, or it has not finished.")

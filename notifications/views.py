@@ -26,7 +26,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import EmptyPage, Paginator
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -52,14 +52,15 @@ class ApiError(Exception):
 
 
 class _CsrfCheck(CsrfViewMiddleware):
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: HttpRequest, reason: str) -> Any:  # the reason, not a 403 response
         return reason
 
 
 def _csrf_failure(request: HttpRequest) -> str | None:
-    check = _CsrfCheck(lambda _request: None)  # type: ignore[arg-type,return-value]
+    check = _CsrfCheck(lambda _request: HttpResponse())
     check.process_request(request)
-    return check.process_view(request, lambda _request: None, (), {})  # type: ignore[return-value]
+    reason: Any = check.process_view(request, lambda _request: HttpResponse(), (), {})  # None, or _reject's
+    return reason
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
@@ -134,7 +135,7 @@ def _notification(request: HttpRequest, pk: int) -> Notification:
     """The notification ``pk``, if the requester may see it; otherwise 404 (others' ids stay unconfirmed)."""
     visible = Notification.objects.all()
     if not request.user.is_staff:
-        visible = visible.filter(recipient=request.user)
+        visible = visible.filter(recipient_id=request.user.pk)
     found = visible.filter(pk=pk).first()
     if found is None:
         raise NotFound(f"Notification {pk} does not exist.")

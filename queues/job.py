@@ -211,7 +211,8 @@ class RQJob(BaseRQJob):
         except zlib.error:
             job._data = raw
         job._id = job_id
-        job.meta = json.loads(get(b"meta")) if get(b"meta") else {}
+        meta = get(b"meta")
+        job.meta = json.loads(meta) if meta else {}
         job.webhooks = []
         job._dependency_ids = []
         for name in ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat"):
@@ -224,7 +225,7 @@ class RQJob(BaseRQJob):
             value = get(field.encode())
             setattr(job, field, int(value) if value else None)
         intervals = get(b"retry_intervals")
-        job.retry_intervals = _intervals(intervals) if intervals else None
+        job.retry_intervals = _intervals(intervals) if intervals else None  # type: ignore[assignment]  # RQ types them int
         for field in ("success_callback_name", "failure_callback_name", "stopped_callback_name"):
             value = get(field.encode())
             setattr(job, f"_{field}", value.decode() if value else None)

@@ -317,5 +317,6 @@ class JobOptions:
             "failure_ttl": self.remove_on_fail.ttl(),
             # RQ repeats an interval list shorter than `max` from its start: pass exactly `retries` values.
             # The wait actually used is computed at each failure (RQJob.get_retry_interval), with jitter.
-            "retry": Retry(max=retries, interval=self.backoff.base_delays(retries)) if retries else None,
+            "retry": Retry(max=retries, interval=self.backoff.base_delays(retries))  # type: ignore[arg-type]
+            if retries else None,  # RQ's annotation says ints; it stores and returns floats as given
         }

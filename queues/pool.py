@@ -72,7 +72,8 @@ def supervise(worker_class: type, definitions: list[Any], *, burst: bool = False
     """
     wanted = [definition.name for definition in definitions
               for _ in range(1 if definition.mode == "threads" else definition.concurrency)]
-    names = [name if len(wanted) == 1 else f"{name}-{n}" for n in range(len(wanted))] if name else [None] * len(wanted)
+    names: list[str | None] = ([name if len(wanted) == 1 else f"{name}-{n}" for n in range(len(wanted))] if name
+                               else [None] * len(wanted))
     children: dict[int, int] = {}  # pid -> slot (an index of `wanted`)
     restarts = [0] * len(wanted)
     deaths = [0] * len(wanted)  # in a row, per slot
@@ -115,9 +116,10 @@ def supervise(worker_class: type, definitions: list[Any], *, burst: bool = False
             pid, status = os.wait()
         except ChildProcessError:
             break
-        slot = children.pop(pid, None)
-        if slot is None:
+        ended = children.pop(pid, None)
+        if ended is None:
             continue
+        slot = ended
         code = os.waitstatus_to_exitcode(status)
         if stopping or (burst and code == 0):
             continue

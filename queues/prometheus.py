@@ -55,13 +55,13 @@ class QueuesCollector:
 
 def _registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueuesCollector())  # type: ignore[arg-type]
+    registry.register(QueuesCollector())
     try:
         from django_rq.contrib.prometheus import RQCollector
     except ImportError:  # pragma: no cover - prometheus_client is a dependency, so django-rq has its collector
         pass
     else:
-        registry.register(RQCollector())  # type: ignore[no-untyped-call]
+        registry.register(RQCollector())
     return registry
 
 

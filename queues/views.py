@@ -134,7 +134,7 @@ def queue_view(request: HttpRequest, model_admin: ModelAdmin, queue_name: str) -
     try:
         stats = dashboard.queue_stats(queue_name)
         state = context["state"] = opening_state(asked, stats.counts)
-        paginator = Paginator(_CountedList(stats.counts[state]), PAGE_SIZE)
+        paginator: Paginator[Any] = Paginator(_CountedList(stats.counts[state]), PAGE_SIZE)  # type: ignore[arg-type]
         page = paginator.get_page(request.GET.get("page"))
         start = (page.number - 1) * PAGE_SIZE
         context.update({"q": stats, "page": page, "paginator": paginator,
@@ -286,7 +286,7 @@ def _confirm(request: HttpRequest, model_admin: ModelAdmin, queue: Queue, action
 def _clean(request: HttpRequest, model_admin: ModelAdmin, queue: Queue) -> HttpResponse:
     form = CleanForm(request.POST)
     if not form.is_valid():
-        errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+        errors = "; ".join(f"{name}: {' '.join(str(message) for message in e)}" for name, e in form.errors.items())
         messages.error(request, f"Nothing cleaned: {errors}")
         return _back(request, queue.name)
     data, grace = form.cleaned_data, form.grace()

@@ -154,8 +154,8 @@ class Worker(rq.Worker):
     def mode(self) -> str:
         return self._definitions[0].mode if len(self._definitions) == 1 else "processes"
 
-    def work(self, burst: bool = False, logging_level: Any = None, max_jobs: int | None = None,  # noqa: FBT001,FBT002
-             **kwargs: Any) -> bool:
+    def work(self, burst: bool = False, logging_level: Any = None,  # type: ignore[override]  # noqa: FBT001,FBT002
+             max_jobs: int | None = None, **kwargs: Any) -> bool:
         """Run until stopped (or, with ``burst``, until the queues have nothing due). ``--with-scheduler`` and
         RQ's other loop options are accepted and change nothing: delayed jobs are promoted by the take itself."""
         if not self.pooled:  # once per `rqworker` command, before its processes start
@@ -240,7 +240,7 @@ class Worker(rq.Worker):
             if taken is None:
                 if self._stopping.is_set():
                     return
-                taken, wake = self._call(lambda token, reclaim: lc.take(token, reclaim=reclaim))
+                taken, wake = self._call(lambda token, reclaim: lc.take(token or "", reclaim=reclaim))
                 if taken is None:
                     if burst:  # RQ's meaning: until nothing is ready (delayed jobs not yet due stay)
                         return

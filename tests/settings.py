@@ -6,6 +6,7 @@ The test session starts its own Redis server and points QUEUES_REDIS at it (test
 import json
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 
@@ -48,4 +49,4 @@ else:  # named here, so that tests/conftest.py's test_database_url() gives worke
 # Webhook receivers in the tests listen on 127.0.0.1 (the send-time and validation guards are tested with it off).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
 # Uploads and exports of the session, shared with the worker processes it starts (they inherit the variable).
-MEDIA_ROOT = os.environ.setdefault("TESTS_MEDIA_ROOT", tempfile.mkdtemp(prefix="tests-media-"))
+MEDIA_ROOT = Path(os.environ.setdefault("TESTS_MEDIA_ROOT", tempfile.mkdtemp(prefix="tests-media-")))
