@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_rq",
+    # Django's task API (django.tasks, backported): its @task functions run on these queues (TASKS below).
+    "django_tasks",
     "queues",
     "notifications",
     # The seed's other queue types, each with the job it is named for (README, "Queue types").
@@ -240,6 +242,16 @@ QUEUES: dict[str, dict[str, Any]] = {
             "timeout": 30,
         },
     },
+    # Django's tasks (TASKS below): a reusable app's @task without queue_name runs here.
+    "default": {
+        "default_job_options": {
+            "attempts": 3,
+            "backoff": {"type": "exponential", "delay": 1},
+            "remove_on_complete": _RETAIN_A_DAY,
+            "remove_on_fail": {"count": 500},
+            "timeout": 10 * 60,
+        },
+    },
     # Cleanup: scheduled housekeeping; it runs again on its next schedule, so one attempt.
     "cleanup": {
         "default_job_options": {
@@ -248,6 +260,15 @@ QUEUES: dict[str, dict[str, Any]] = {
             "remove_on_fail": {"count": 100},
             "timeout": 10 * 60,
         },
+    },
+}
+
+# Django's task API (README, "Using Django's tasks API"): @task functions of any app run on these queues, by the same
+# `manage.py rqworker`. A task's queue_name must be one of "QUEUES"; "OPTIONS" are job options for every task.
+TASKS = {
+    "default": {
+        "BACKEND": "queues.tasks.QueuesBackend",
+        "QUEUES": list(QUEUES),
     },
 }
 

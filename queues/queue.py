@@ -7,7 +7,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -166,8 +166,17 @@ class Queue:
         return self._add(jobs, bulk=True)
 
     def _add(self, jobs: Iterable[JobSpec], *, bulk: bool) -> list[Job]:
-        prepared = [self._prepare_item(spec, index) if bulk else self._prepare(spec, index)
-                    for index, spec in enumerate(jobs)]
+        return self._submit([self._prepare_item(spec, index) if bulk else self._prepare(spec, index)
+                             for index, spec in enumerate(jobs)])
+
+    def add_named(self, job: Callable[..., Any], name: str, data: dict[str, Any], **options: Any) -> Job:
+        """:meth:`add` for a job shown under another ``name`` than its function's (events, dashboard, logs): the
+        runner of Django's ``@task`` functions (``queues.tasks``) adds each run under its task's dotted path."""
+        new = self._prepare({"job": job, "data": data, "options": options}, 0)
+        new = replace(new, name=name, fields={**new.fields, b"description": name.encode()})
+        return self._submit([new])[0]
+
+    def _submit(self, prepared: list[NewJob]) -> list[Job]:
         if not prepared:
             return []
         if transaction.get_connection().in_atomic_block:
@@ -211,7 +220,7 @@ class Queue:
             raise InvalidJobOptions(f"{where}: unknown key(s) {sorted(unknown)}; an item takes 'job', 'data' and "
                                     "'options'.")
         definition = get_job_definition(spec["job"])
-        if definition.queue != self.name:
+        if definition.queue and definition.queue != self.name:  # "": a job of every queue (the @task runner)
             raise InvalidJobOptions(
                 f"Job {definition.name!r} belongs to queue {definition.queue!r} (its @job decorator), not "
                 f"{self.name!r}: add it with get_queue({definition.queue!r})."

@@ -27,7 +27,8 @@ _by_path: dict[str, JobDefinition] = {}
 
 @dataclass(frozen=True)
 class JobDefinition:
-    """A registered job function: its name, import path, queue and decorator options (unvalidated values)."""
+    """A registered job function: its name, import path, queue ("" for every queue) and decorator options
+    (unvalidated values)."""
 
     name: str
     path: str
@@ -36,6 +37,13 @@ class JobDefinition:
 
     def resolve_options(self, base: JobOptions) -> JobOptions:
         return JobOptions.parse(self.options, f"@job options of {self.name!r}", base, shared=True)
+
+
+# Django's @task functions (queues.tasks) all run through one job, which belongs to every queue (queue "") and checks
+# what it runs itself: a @task of an installed app. It is allowed here by its path, so that a worker allows it
+# without importing django.tasks before a task comes; it is not listed, nor added by name.
+TASK_RUNNER = JobDefinition(name="queues.tasks.run_task", path="queues.tasks.run_task", queue="", options={})
+_by_path[TASK_RUNNER.path] = TASK_RUNNER
 
 
 def job(queue: str, *, name: str | None = None, **options: Any) -> Callable[[F], F]:

@@ -13,7 +13,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES, INSTALLED_APPS, QUEUES  # noqa: E402
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.tasksapp"]
 
 # One worker process per `rqworker` command and no rate limit on the project's queues in tests (its email
 # queue runs 5 at once, 10 a second), so a test decides how many workers it starts and how fast they go;
