@@ -40,7 +40,7 @@ DEFAULT_EVENTS_MAX_LENGTH = 10_000
 DEFAULT_METRICS_MINUTES = 24 * 60
 DEFAULT_DASHBOARD_REFRESH = 5.0
 JSON_SERIALIZER = "rq.serializers.JSONSerializer"
-QUEUE_CLASS = "queues.queue.RQQueue"
+QUEUE_CLASS = "queues.rqqueue.RQQueue"
 
 
 @dataclass(frozen=True)
@@ -360,6 +360,8 @@ class RQQueues(Mapping[str, dict[str, Any]]):
         return {
             **django_rq_connection(config.redis),
             "DEFAULT_TIMEOUT": None if timeout is None else int(timeout),
+            # django-rq's API (django_rq.enqueue, queue.enqueue) gives its jobs this result_ttl: the queue's age limit
+            "DEFAULT_RESULT_TTL": definition.default_job_options.remove_on_complete.ttl(),
             "SERIALIZER": JSON_SERIALIZER,
             "QUEUE_CLASS": QUEUE_CLASS,
         }

@@ -86,7 +86,7 @@ _OWN_FIELDS = frozenset({
     b"group_id", b"last_heartbeat", b"origin", b"result_ttl", b"started_at", b"status", b"stopped_callback_name",
     b"success_callback_name", b"timeout", b"worker_name", b"retries_left", b"retry_intervals", b"keep_completed",
     b"keep_failed", b"priority", b"backoff", b"number_of_retries", b"stalled_count", b"exc_info", b"progress",
-    b"meta",
+    b"meta", b"otel",
 })
 _templates: dict[int, dict[str, Any]] = {}
 

@@ -18,10 +18,9 @@ import redis
 import rq
 from django.db import transaction
 from rq.exceptions import NoSuchJobError
-from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from . import maintenance, schedulers, spool
+from . import maintenance, schedulers, spool, tracing
 from .conf import get_config, get_definition
 from .connection import get_connection
 from .events import publish
@@ -30,53 +29,12 @@ from .job import Job, RQJob, rq_time
 from .options import JobOptions
 from .payload import encode_payload
 from .registry import get_job_definition
-from .scripts import JOB_PREFIX, QueueKeys, script
+from .scripts import JOB_PREFIX, script
 
 JobSpec = Mapping[str, Any]  # {"job": name or function, "data": {...}, "options": {...}}
 COUNT_COMMANDS = 9  # the commands Queue.counts_on queues
 COMPACT_VALUE_BYTES = 64  # Redis keeps a hash compact (listpack) while every value is at most this long
 BLOCK_TIMEOUT_SLACK = 0.1  # seconds a Redis blocking call may overrun its timeout (1 / hz, default hz 10)
-
-
-class RQQueue(rq.Queue):
-    """RQ's queue with this app's job class and the JSON serializer, whatever it is handed.
-
-    django-rq's commands and admin build queues through ``RQ_QUEUES[...]["QUEUE_CLASS"]``; a pickle
-    serializer passed in (django-rq's ``rqworker`` passes one by default) is replaced, never used.
-    Jobs are taken by this app's worker through ``queues/lua/take.lua`` (see ``queues.lifecycle``), never by
-    RQ's ``dequeue_any``.
-    """
-
-    job_class = RQJob
-
-    def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
-        kwargs["serializer"] = JSONSerializer
-        job_class = kwargs.get("job_class")
-        if not (isinstance(job_class, type) and issubclass(job_class, RQJob)):
-            kwargs["job_class"] = RQJob
-        if kwargs.get("connection") is None:
-            kwargs["connection"] = get_connection()
-        super().__init__(name, *args, **kwargs)
-        self.keys = QueueKeys.of(self.name)
-
-    def push_job_id(self, job_id: str, pipeline: Any = None, at_front: bool = False) -> None:  # noqa: FBT001,FBT002
-        """RQ's push, which also wakes an idle worker (RQ requeues retries and admin actions this way)."""
-        connection = pipeline if pipeline is not None else self.connection.pipeline()
-        (connection.lpush if at_front else connection.rpush)(self.key, job_id)
-        connection.zadd(self.keys.marker, {"0": 0})
-        if pipeline is None:
-            connection.execute()
-
-    def schedule_job(self, job: Any, datetime: datetime, pipeline: Any = None, unique: bool = False) -> Any:  # noqa: FBT001,FBT002,E501
-        """Put ``job`` in the scheduled registry, due at ``datetime`` to the microsecond (RQ: whole seconds)."""
-        pipe = pipeline if pipeline is not None else self.connection.pipeline()
-        pipe.sadd(self.redis_queues_keys, self.key)
-        self._persist_job(job, pipe, status=JobStatus.SCHEDULED)
-        pipe.zadd(self.keys.scheduled, {job.id: datetime.timestamp()})
-        pipe.zadd(self.keys.marker, {"0": 0})
-        if pipeline is None:
-            pipe.execute()
-        return job
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +90,8 @@ class Queue:
         self.name = name
         self.connection = connection if connection is not None else get_connection()
         timeout = self.definition.default_job_options.timeout
+        from .rqqueue import RQQueue  # django-rq reads the settings when imported: not at this module's import
+
         self.rq = RQQueue(name, connection=self.connection, default_timeout=None if timeout is None else int(timeout))
         self.keys = self.rq.keys
 
@@ -179,6 +139,12 @@ class Queue:
     def _submit(self, prepared: list[NewJob]) -> list[Job]:
         if not prepared:
             return []
+        if tracing.ENABLED:
+            with tracing.sending(self.name, prepared):
+                return self._submit_now(prepared)
+        return self._submit_now(prepared)
+
+    def _submit_now(self, prepared: list[NewJob]) -> list[Job]:
         if transaction.get_connection().in_atomic_block:
             transaction.on_commit(lambda: self._write_at_commit(prepared))
             return [self._handle(new) for new in prepared]

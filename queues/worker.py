@@ -45,7 +45,7 @@ from rq.job import _current_job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from . import lifecycle, schedulers, spool
+from . import lifecycle, schedulers, spool, tracing
 from .conf import get_config, get_definition
 from .connection import WORKER, build_client, get_connection
 from .exceptions import JobRefused, UnrecoverableError
@@ -53,8 +53,9 @@ from .job import Job, RQJob, rq_time, send
 from .lifecycle import REQUEUE, Lifecycle, Outcome, Taken
 from .options import Backoff
 from .pool import RECYCLE_EXIT
-from .queue import BLOCK_TIMEOUT_SLACK, Queue, RQQueue
+from .queue import BLOCK_TIMEOUT_SLACK, Queue
 from .registry import definition_for_path
+from .rqqueue import RQQueue
 from .scripts import QueueKeys
 from .signals import job_active, job_completed, job_failed, job_retrying, job_stalled
 
@@ -393,7 +394,11 @@ class Worker(rq.Worker):
                 self._nudge.set()  # the keeper looks again before this deadline: it fails the job then
         context = _current_job.set(job)
         try:
-            value = function(*args, **kwargs)
+            if tracing.ENABLED:
+                value = tracing.run(job.origin, job.id, job.description or "", lifecycle.attempts_before(job) + 1,
+                                    taken.fields.get(tracing.FIELD), function, args, kwargs)
+            else:
+                value = function(*args, **kwargs)
             if in_main:  # from here an alarm is ignored; one that came just before is handled below, as it came
                 self._running = False
         except GraceExpired:

@@ -349,3 +349,10 @@ def count_users(key: str) -> int:
     count = User.objects.count()
     get_connection().rpush(key, count)
     return count
+
+
+@job("email")
+def multiply(a: int, b: int) -> int:
+    """A @job that tests wrap in django-rq's decorator, for ``.delay(a=2, b=3)``. Not here: ``@django_rq.job``
+    binds its queue's Redis connection when applied, and at import that is not yet the tests' own server."""
+    return a * b
