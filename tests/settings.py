@@ -35,6 +35,8 @@ QUEUES.update({
 # queue that does not name its own mode then takes it.
 if os.environ.get("QUEUES_TEST_MODE"):
     QUEUES = {name: {"mode": os.environ["QUEUES_TEST_MODE"], **spec} for name, spec in QUEUES.items()}
+# Django's tasks may name every queue of the tests (tests/test_django_tasks_backend.py).
+TASKS = {"default": {"BACKEND": "queues.tasks.QueuesBackend", "QUEUES": list(QUEUES)}}
 # Job schedulers from the settings: none unless a test's worker process is given some (tests/test_schedulers.py);
 # the project's own (the daily cleanup) are checked by their own tests, not added to every test's Redis.
 QUEUES_JOB_SCHEDULERS = json.loads(os.environ.get("QUEUES_TEST_SCHEDULERS") or "{}")

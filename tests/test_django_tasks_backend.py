@@ -26,7 +26,7 @@ from django_tasks.signals import task_enqueued
 from queues import InvalidJobData, get_queue
 from queues.events import read
 from queues.tasks import QueuesBackend, exception_path, run_task
-from tests.helpers import wait_for
+from tests.helpers import kill_tree, wait_for
 from tests.tasksapp import tasks
 from tests.testapp.jobs import add as add_job
 
@@ -194,6 +194,22 @@ def test_tasks__several_workers_never_run_a_task_twice(workers) -> None:
         finished(result, timeout=60, procs=procs)
     assert all(result.status == TaskResultStatus.SUCCESSFUL and result.attempts == 1 for result in results)
     assert len({result.worker_ids[0] for result in results}) >= 2  # shared, not one worker's
+
+
+def test_tasks__a_task_whose_worker_is_killed_runs_again(workers, tmp_path: Path) -> None:
+    """A task whose worker is SIGKILLed mid-run is RUNNING until the stalled-job check puts it back; another
+    worker then runs it to the end (django-tasks-db's test_kill leaves it RUNNING for ever)."""
+    trace = tmp_path / "stalled.txt"
+    result = tasks.slow_on_stalls.enqueue(str(trace), 2)
+    first = workers.start("rqworker", "stalls")
+    wait_for(lambda: lines(trace) == ["started"], 30, "the task to start", first)
+    assert default_task_backend.get_result(result.id).status == TaskResultStatus.RUNNING
+    kill_tree(first)
+    first.wait(timeout=10)
+    second = workers.start("rqworker", "stalls")
+    finished(result, timeout=60, procs=second)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 2
+    assert lines(trace) == ["started", "started"]
 
 
 def test_tasks__signals_and_logs_of_a_run(redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:

@@ -82,3 +82,13 @@ def sleep_for(seconds: float) -> float:
 
     time.sleep(seconds)
     return seconds
+
+
+@task(queue_name="stalls")
+def slow_on_stalls(path: str, seconds: float) -> int:
+    """Sleeps on the tests' "stalls" queue (stalled_interval 3 s); returns how many runs started."""
+    import time
+
+    _append(path, "started")
+    time.sleep(seconds)
+    return len(Path(path).read_text().splitlines())
