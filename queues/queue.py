@@ -161,11 +161,14 @@ class Queue:
         return script(self.connection, "add")(keys=self.keys.for_add(), args=args)
 
     def _write_at_commit(self, prepared: list[NewJob]) -> None:
-        """The write of jobs added in a transaction, once it committed: Redis unreachable, they are spooled to the
+        """The write of jobs added in a transaction, once it committed: Redis unreachable, or refusing writes for now
+        (full under ``noeviction``, a read-only replica after a failover, too few replicas), they are spooled to the
         database (``queues.spool``) instead of failing a request whose work is done."""
         try:
             self._write(prepared)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except redis.RedisError as e:
+            if not spool.refused_for_now(e):
+                raise
             spool.spool(self.name, prepared, e)
 
     def _prepare_item(self, spec: JobSpec, index: int) -> NewJob:

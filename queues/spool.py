@@ -33,6 +33,20 @@ FLUSH_LIMIT = 500  # jobs one flush adds at most
 _last_error: str | None = None
 
 
+# Replies of a Redis that cannot take a write now but will later: full (maxmemory with noeviction: OOM), a replica
+# (READONLY, after a failover), short of the replicas min-replicas-to-write asks for (NOREPLICAS), or a replica
+# whose primary is down (MASTERDOWN); redis-py raises the first two as their own classes.
+_REFUSALS = ("NOREPLICAS", "MASTERDOWN")
+
+
+def refused_for_now(error: BaseException) -> bool:
+    """Whether ``error`` says Redis is unreachable, or refuses writes for a while: what the spool is for."""
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError | redis.exceptions.OutOfMemoryError
+                  | redis.exceptions.ReadOnlyError):
+        return True
+    return isinstance(error, redis.ResponseError) and any(word in str(error) for word in _REFUSALS)
+
+
 def spool(queue: str, prepared: list[NewJob], error: BaseException) -> None:
     """Keep ``prepared`` jobs of ``queue`` in the database until Redis takes them; log it."""
     from .models import SpooledJob
@@ -42,8 +56,8 @@ def spool(queue: str, prepared: list[NewJob], error: BaseException) -> None:
                    fields=msgpack.packb([x for pair in new.fields.items() for x in pair], use_bin_type=False))
         for new in prepared
     ], ignore_conflicts=True)
-    logger.error("Redis was unreachable when the transaction committed (%s): %d job(s) of queue %s spooled to the "
-                 "database (%s); a worker adds them once Redis is back", error, len(prepared), queue,
+    logger.error("Redis could not take a write when the transaction committed (%s): %d job(s) of queue %s spooled to "
+                 "the database (%s); a worker adds them once Redis is back", error, len(prepared), queue,
                  ", ".join(new.id for new in prepared))
 
 

@@ -90,3 +90,30 @@ def test_a_rollback_spools_nothing(own_server: RedisServer) -> None:
         own_server.stop()
         raise RuntimeError("rolled back")
     assert not SpooledJob.objects.exists()
+
+
+def test_redis_full_at_commit__the_job_is_spooled_not_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis that refuses writes at the commit (full, under ``noeviction``) is a Redis that cannot take the job
+    now: it is spooled like one that is down, and the commit does not raise into the caller."""
+    server = RedisServer(tmp_path / "full").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.set("ballast", b"x" * 2_000_000)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1mb")  # used memory is past it now: every write is refused
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set("one-more", "x")
+        with override_settings(QUEUES_REDIS={"URL": server.url, "TIMEOUT": 1}):
+            reset_connections()
+            caplog.set_level(logging.ERROR, logger="queues")
+            with transaction.atomic():
+                handle = get_queue("email").add("tests.record", {"key": "ran", "value": "once"})
+            [row] = SpooledJob.objects.all()
+            assert row.job_id == handle.id and "maxmemory" in row.error
+            assert "spooled to the database" in caplog.text
+            client.config_set("maxmemory", "0")  # room again (no limit): the next flush adds it
+            assert flush() == 1 and not SpooledJob.objects.exists()
+            assert get_queue("email").get_job(handle.id).get_state() == "waiting"
+    finally:
+        reset_connections()
+        server.stop()
