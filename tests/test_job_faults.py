@@ -10,6 +10,8 @@ Faults covered elsewhere, not repeated here:
 - a job past its timeout: tests/test_job_options.py, ``test_timeout__per_job_and_queue_default_stop_a_long_run``;
 - a job ending its own process (``os._exit``), in every mode: tests/test_modes.py,
   ``test_modes__a_job_ending_its_own_process_is_recovered_and_the_worker_goes_on``;
+- a job past its memory limit (MemoryError), in every mode: below,
+  ``test_job_faults__a_job_past_its_memory_limit_fails_with_the_reason_and_the_worker_goes_on``;
 - a return value JSON cannot carry: tests/test_worker.py,
   ``test_worker__unserializable_return_value_is_stored_as_rq_marker_with_a_warning`` and
   ``test_worker__rqworker_completes_jobs_whose_return_value_json_cannot_carry``;
@@ -280,3 +282,22 @@ def test_job_faults__rqworker_process_fails_every_garbage_job_and_keeps_running(
     assert_dashboard_renders(client)
     for name, job_id in ids.items():
         assert rq_job_page(client, job_id) == cases[name].rq_page, name
+
+
+def test_job_faults__a_job_past_its_memory_limit_fails_with_the_reason_and_the_worker_goes_on(
+        redis_client: redis.Redis, mode: str, workers: Workers) -> None:
+    """A job that allocates past the memory it is allowed fails with ``MemoryError`` as its reason, in each mode;
+    the worker process lives on, runs the next job, and the admin pages render."""
+    proc = workers.start("rqworker", QUEUE, env=manage_env(QUEUES_TEST_MODE=mode))
+    queue = get_queue(QUEUE)
+    greedy = queue.add(jobs.exhaust_memory, {"room_mib": 64}, attempts=1)
+    after = queue.add(jobs.record, {"key": "after", "value": "memory"})
+    wait_for(lambda: after.get_state() == "completed", 60, "the job after it", proc)
+    assert greedy.get_state() == "failed"
+    assert failed_reasons(redis_client)[greedy.id].startswith("MemoryError")
+    assert proc.poll() is None
+    assert "starting another" not in output(proc)
+    client = viewer()
+    assert_dashboard_renders(client)
+    assert rq_job_page(client, greedy.id) == 200
+

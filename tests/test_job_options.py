@@ -589,6 +589,24 @@ def test_retention__the_trim_in_a_finish_is_bounded(redis_client: redis.Redis) -
         assert redis_client.zcount("rq:finished:email", "-inf", stale) == expected
 
 
+def test_retention__unset_everywhere_is_bounded(redis_client: redis.Redis) -> None:
+    """No retention set on the queue, the job or the add: a completed job is kept 7 days among the newest 1,000, a
+    failed one 30 days among the newest 10,000 (BullMQ keeps all, which grows Redis without end)."""
+    email = copy.deepcopy(settings.QUEUES["email"])
+    for option in ("remove_on_complete", "remove_on_fail"):
+        email["default_job_options"].pop(option, None)
+    with override_settings(QUEUES={**settings.QUEUES, "email": email}):
+        done = get_queue("email").add(jobs.add, {"a": 1, "b": 2})
+        failed = get_queue("email").add(jobs.fail_on_email, {"reason": "on purpose"}, attempts=1)
+        run_burst("email")
+    assert (done.get_state(), failed.get_state()) == ("completed", "failed")
+    day = 24 * 60 * 60
+    assert 7 * day - 60 <= redis_client.ttl(f"rq:job:{done.id}") <= 7 * day
+    assert 30 * day - 60 <= redis_client.ttl(f"rq:job:{failed.id}") <= 30 * day
+    assert redis_client.hget(f"rq:job:{done.id}", "keep_completed") == b"1000"
+    assert redis_client.hget(f"rq:job:{failed.id}", "keep_failed") == b"10000"
+
+
 @pytest.mark.parametrize("option", RETENTION)
 def test_retention__true_removes_at_once(redis_client: redis.Redis, option: str) -> None:
     """Remove a job added with True as soon as it finishes: hash, results and registry entry."""

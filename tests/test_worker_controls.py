@@ -420,6 +420,46 @@ def test_concurrency__pool_runs_three_at_once_replaces_a_killed_worker_and_stops
     assert not alive, f"left running: {alive}"
 
 
+def test_concurrency__workers_go_when_their_supervisor_is_sigkilled(redis_client: redis.Redis,
+                                                                    workers: Workers) -> None:
+    """SIGKILL of a pool's supervisor takes its workers with it (PR_SET_PDEATHSIG): a restart does not double the
+    concurrency with orphans."""
+    supervisor = workers.start("rqworker", "pool", env=processes_env())
+    wait_for(lambda: len(worker_children(supervisor)) == 3, 30, "three workers", [supervisor])
+    children = worker_children(supervisor)
+    supervisor.kill()
+    supervisor.wait(timeout=10)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"orphaned workers: {[child.pid for child in alive]}"
+
+
+def test_concurrency__a_worker_that_keeps_dying_is_restarted_after_a_growing_wait(redis_client: redis.Redis,
+                                                                                  workers: Workers) -> None:
+    """A worker that dies is replaced after 1 s, its replacement dying at once after 2 s (doubling up to a minute),
+    so a crash loop does not take the host's CPU; SIGTERM during the wait stops the supervisor at once."""
+    supervisor = workers.start("rqworker", "pool", env=processes_env())
+    wait_for(lambda: len(worker_children(supervisor)) == 3, 30, "three workers", [supervisor])
+    waits = []
+    victim = worker_children(supervisor)[0]
+    for _death in range(2):  # the same slot dies twice in a row: its first worker, then that one's replacement
+        before = {child.pid for child in worker_children(supervisor)}
+        victim.kill()
+        killed_at = time.monotonic()
+        wait_for(lambda before=before: len({c.pid for c in worker_children(supervisor)} - before) == 1, 15,
+                 "a replacement", [supervisor])
+        waits.append(time.monotonic() - killed_at)
+        victim = next(c for c in worker_children(supervisor) if c.pid not in before)
+    assert waits[0] >= 1 and waits[1] >= 2, waits
+    assert "starting another in 1 s" in output(supervisor) and "starting another in 2 s" in output(supervisor)
+    # a third death in a row: a 4 s wait, which SIGTERM ends
+    victim.kill()
+    wait_for(lambda: "starting another in 4 s" in output(supervisor), 10, "the third wait", [supervisor])
+    asked = time.monotonic()
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=15) == 0
+    assert time.monotonic() - asked < 10
+
+
 def test_concurrency__two_supervisors_add_up(redis_client: redis.Redis, workers: Workers) -> None:
     """Run two `rqworker pool` commands (concurrency 3 each): 12 one-second jobs run 6 at once in about 2 s."""
     supervisors = [workers.start("rqworker", "pool", env=processes_env()) for _ in range(2)]

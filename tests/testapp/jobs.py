@@ -356,3 +356,19 @@ def multiply(a: int, b: int) -> int:
     """A @job that tests wrap in django-rq's decorator, for ``.delay(a=2, b=3)``. Not here: ``@django_rq.job``
     binds its queue's Redis connection when applied, and at import that is not yet the tests' own server."""
     return a * b
+
+
+@job("email")
+def exhaust_memory(room_mib: int) -> None:
+    """Outgrow a box: allocate twice the ``room_mib`` left under an address-space limit set for this run, as a job
+    on a memory-capped host (a container's limit) would. Raises MemoryError; the limit is lifted again after."""
+    import resource
+
+    import psutil
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (psutil.Process().memory_info().vms + room_mib * 2**20, hard))
+    try:
+        bytearray(2 * room_mib * 2**20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
