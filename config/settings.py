@@ -313,7 +313,9 @@ WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", defa
 # django-rq reads RQ_QUEUES: derive it from QUEUES and QUEUES_REDIS, so the two never disagree, and
 # make its rqworker / rqworker-pool commands run this app's worker class (JSON only).
 RQ_QUEUES = RQQueues()
-RQ = {"WORKER_CLASS": "queues.worker.Worker", "JOB_CLASS": "queues.job.RQJob"}
+# django-rq's classes: this app's worker, job and queue (its pages that take a queue index read RQ["QUEUE_CLASS"],
+# not RQ_QUEUES' own).
+RQ = {"WORKER_CLASS": "queues.worker.Worker", "JOB_CLASS": "queues.job.RQJob", "QUEUE_CLASS": "queues.rqqueue.RQQueue"}
 # django-rq's pages are mounted at admin/django-rq/ behind the queues permissions (config/urls.py), not as
 # its own admin entry, where any staff user could delete and requeue jobs.
 RQ_SHOW_ADMIN_LINK = False

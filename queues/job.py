@@ -170,6 +170,14 @@ class RQJob(BaseRQJob):
     malformed: tuple[str, ...] = ()  # what cannot be read in its hash (RQJob.restore): the worker refuses the job
     keep_completed: str = ""
     keep_failed: str = ""
+
+    # The same job whatever class read it: django-rq's pages fetch jobs with RQ's own Job, and RQ's equality
+    # (``isinstance(other, self.__class__)``) made a Job and an RQJob of one id differ.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BaseRQJob) and self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
     backoff: str = ""
     created_at = _Time()
     enqueued_at = _Time()

@@ -121,6 +121,14 @@ class Worker(rq.Worker):
     in_process = False  # SimpleWorker: run in this process, never as a supervisor
     pooled = False  # set in the processes a supervisor starts
 
+    # The same worker whatever class read it (django-rq's pages list workers with RQ's own class, whose equality
+    # raises TypeError for another class).
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, rq.worker.BaseWorker) and self.name == other.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
     def __init__(self, queues: str | rq.Queue | Sequence[str | rq.Queue], *args: Any, **kwargs: Any) -> None:
         names = _queue_names(queues)
         self._given_name: str | None = kwargs.get("name")
@@ -416,11 +424,15 @@ class Worker(rq.Worker):
                 self._job_deadline = None
                 signal.setitimer(signal.ITIMER_REAL, 0)
             _current_job.reset(context)
-            if in_main:
-                close_old_connections()
-            else:
-                for connection in connections.all(initialized_only=True):  # this thread's, the ones it opened
-                    connection.close()
+            try:
+                if in_main:
+                    close_old_connections()
+                else:
+                    for connection in connections.all(initialized_only=True):  # this thread's, the ones it opened
+                        connection.close()
+            except Exception:  # the run is over: its outcome must still be written (the next query reconnects)
+                logger.exception("worker %s: closing the database connections after job id=%s failed", self.name,
+                                 job.id)
         return lifecycle.completed(job, value, self.name)
 
     def _job(self, taken: Taken) -> RQJob:
