@@ -279,6 +279,8 @@ def test_browser__tables_fit_1280px_with_the_sidebar_open(new_page, admin_user: 
     email.add_bulk([{"job": add, "data": {"a": n, "b": 0}} for n in range(1234)])
     email.add(add, {"a": 1, "b": 1}, priority=3)
     email.add(add, {"a": 1, "b": 1}, delay=3600)
+    email.upsert_job_scheduler("weekly-newsletter-digest-for-every-subscriber", "tests.record",
+                               {"key": "k", "value": "v"}, pattern="30 2 * * 1", tz="America/Argentina/Buenos_Aires")
     for _ in range(2):
         notifications.add(fail_with, {"key": "k", "error": "x"}, attempts=1)
     notifications.add(note, {"key": "k", "value": "v"})
@@ -292,7 +294,8 @@ def test_browser__tables_fit_1280px_with_the_sidebar_open(new_page, admin_user: 
     overflows = []
     for url, name, tables in (
         (DASHBOARD, "11-fit-1280-dashboard", ["#result_list"]),
-        (f"{DASHBOARD}email/?state=waiting", "12-fit-1280-queue", [".queues-summary", "#result_list"]),
+        (f"{DASHBOARD}email/?state=waiting", "12-fit-1280-queue", [".queues-summary", "#schedulers table",
+                                                                    "#result_list"]),
         (f"{DASHBOARD}notifications/?state=failed", "13-fit-1280-failed", [".queues-summary", "#result_list"]),
     ):
         page.goto(url)

@@ -187,7 +187,7 @@ def test_dashboard__actions_refused_without_manage(viewer: Client) -> None:
 
 def test_dashboard__actions_refuse_get(manager: Client) -> None:
     """Answer 405 to a GET on any action, even for a manager, and change nothing."""
-    for action in ("pause", "resume", "retry", "clean", "drain"):
+    for action in ("pause", "resume", "retry", "clean", "drain", "run_scheduler", "remove_scheduler"):
         response = manager.get(action_url("email", action))
         assert response.status_code == 405, action
         assert response["Allow"] == "POST"
@@ -201,6 +201,12 @@ def test_dashboard__actions_need_the_csrf_token() -> None:
     client.force_login(user)
     assert client.post(action_url("email", "pause")).status_code == 403
     assert not get_queue("email").is_paused()
+    email = get_queue("email")
+    email.upsert_job_scheduler("digest", "tests.record", {"key": "k", "value": "v"}, every=3600)
+    for action, data in (("run_scheduler", {"scheduler_id": "digest"}),
+                         ("remove_scheduler", {"scheduler_id": "digest", "confirm": "yes"})):
+        assert client.post(action_url("email", action), data).status_code == 403, action
+    assert email.get_job_scheduler("digest") is not None and email.get_job_counts()["waiting"] == 0
 
 
 def test_dashboard__unknown_queue_or_action_is_404(manager: Client) -> None:
@@ -561,6 +567,10 @@ def test_dashboard__queue_page_lists_its_schedulers_with_next_and_last_run(viewe
     assert "Job schedulers" not in page(viewer.get(queue_url("notifications")))  # none there: no table
 
 
+def scheduler_row(client: Client, scheduler_id: str) -> str:
+    return page(client.get(queue_url("email"))).split(f'<tr data-scheduler="{scheduler_id}">')[1].split("</tr>")[0]
+
+
 def test_dashboard__run_now_and_remove_a_scheduler(manager: Client, viewer: Client) -> None:
     email = get_queue("email")
     email.upsert_job_scheduler("digest", "tests.record", {"key": "k", "value": "v"}, every=3600)
@@ -572,6 +582,13 @@ def test_dashboard__run_now_and_remove_a_scheduler(manager: Client, viewer: Clie
     response = manager.post(action_url("email", "run_scheduler"), {"scheduler_id": "digest"}, follow=True)
     assert "one run added now" in " ".join(flashed(response))
     assert email.get_job_counts()["waiting"] == 1 and email.get_job_counts()["delayed"] == 1
+    assert "<td>—</td>" in scheduler_row(manager, "digest")  # no run yet
+    with signals_restored():
+        SimpleWorker(["email"]).work(burst=True)  # runs the "run now" job (the next tick is an hour away)
+    row = scheduler_row(manager, "digest")
+    last = email.get_job_scheduler("digest")["last"]
+    assert last is not None and f'<time datetime="{last.isoformat()}' in row
+    assert '<td class="queues-num">0</td>' in row  # "run now" is not a tick: the count of runs is unchanged
 
     assert viewer.post(action_url("email", "remove_scheduler"),
                        {"scheduler_id": "digest", "confirm": "yes"}).status_code == 403
