@@ -7,7 +7,6 @@ The tasks are those of ``tests.tasksapp``, an app written only against ``django_
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from django_tasks.signals import task_enqueued
 from queues import InvalidJobData, get_queue
 from queues.events import read
 from queues.tasks import QueuesBackend, exception_path, run_task
-from tests.helpers import kill_tree, wait_for
+from tests.helpers import kill_tree, run_async, wait_for
 from tests.tasksapp import tasks
 from tests.testapp.jobs import add as add_job
 
@@ -64,7 +63,7 @@ def test_tasks__results_come_back_from_a_real_worker(workers, tmp_path: Path) ->
     again = default_task_backend.get_result(added.id)
     assert (again.status, again.return_value, again.task.func) == (TaskResultStatus.SUCCESSFUL, 5, tasks.add.func)
     assert tasks.add.get_result(added.id).return_value == 5
-    assert asyncio.run(tasks.add.aget_result(added.id)).return_value == 5
+    assert run_async(tasks.add.aget_result(added.id)).return_value == 5
 
 
 def test_tasks__a_failing_task_is_retried_by_the_queue_options_and_reports_each_error(workers) -> None:
@@ -268,7 +267,7 @@ def test_enqueue__validates_again_with_the_settings_of_the_day(redis_client: red
     with pytest.raises(InvalidTaskError, match="Queue 'other' is not valid for backend"):
         elsewhere.enqueue(1, 2)
     with pytest.raises(InvalidTaskError, match="Queue 'other' is not valid for backend"):
-        asyncio.run(elsewhere.aenqueue(1, 2))
+        run_async(elsewhere.aenqueue(1, 2))
 
 
 def test_get_result__unknown_ids_and_other_tasks(redis_client: redis.Redis) -> None:
@@ -288,13 +287,13 @@ def test_get_result__equals_the_enqueued_result(redis_client: redis.Redis) -> No
     priority, queue or run_after (django-tasks: test_get_result, test_refresh_result)."""
     at = timezone.now() + timedelta(hours=1)
     for result in (tasks.add.enqueue(1, b=2), tasks.record.using(priority=-7, run_after=at).enqueue("x", "y"),
-                   tasks.on_email.enqueue(3), asyncio.run(tasks.async_add.aenqueue(1, 2))):
+                   tasks.on_email.enqueue(3), run_async(tasks.async_add.aenqueue(1, 2))):
         assert default_task_backend.get_result(result.id) == result
         before = dataclasses.asdict(result)
         result.refresh()
         assert dataclasses.asdict(result) == before
-        assert asyncio.run(default_task_backend.aget_result(result.id)) == result
-        asyncio.run(result.arefresh())
+        assert run_async(default_task_backend.aget_result(result.id)) == result
+        run_async(result.arefresh())
         assert dataclasses.asdict(result) == before
 
 
