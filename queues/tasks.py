@@ -135,16 +135,16 @@ class QueuesBackend(BaseTaskBackend):
     def _job(self, result_id: str) -> Job | None:
         if not isinstance(result_id, str) or not result_id:
             return None
-        from rq.exceptions import NoSuchJobError
+        from rq.exceptions import DeserializationError, NoSuchJobError
         from rq.serializers import JSONSerializer
 
         from .job import RQJob
 
         try:
             rq_job = RQJob.fetch(result_id, connection=get_connection(), serializer=JSONSerializer)
-        except (NoSuchJobError, ValueError):
-            return None
-        if rq_job.origin not in self.queues or rq_job.func_name != TASK_RUNNER.path:
+            if (self.queues and rq_job.origin not in self.queues) or rq_job.func_name != TASK_RUNNER.path:
+                return None
+        except (NoSuchJobError, DeserializationError, ValueError):  # none, or a hash this app did not write
             return None
         return Job(rq_job)
 

@@ -297,6 +297,17 @@ def test_get_result__equals_the_enqueued_result(redis_client: redis.Redis) -> No
         assert dataclasses.asdict(result) == before
 
 
+def test_get_result__with_no_queues_listed_any_queue_goes(redis_client: redis.Redis) -> None:
+    """``QUEUES: []`` means no queue check, as in Django: a task on any queue of ``QUEUES`` is enqueued, and its
+    result found; garbage in Redis under an id is no result."""
+    with override_settings(TASKS={"default": {"BACKEND": "queues.tasks.QueuesBackend", "QUEUES": []}}):
+        result = tasks.add.using(queue_name="email").enqueue(1, 2)
+        assert default_task_backend.get_result(result.id) == result
+        redis_client.hset("rq:job:garbage", mapping={"data": b"\x80not json", "origin": "email"})
+        with pytest.raises(TaskResultDoesNotExist):
+            default_task_backend.get_result("garbage")
+
+
 def test_get_result__of_a_job_that_names_no_task_is_suspicious(redis_client: redis.Redis) -> None:
     """A task job whose path is not a ``@task`` answers ``SuspiciousOperation`` (django-tasks:
     test_invalid_task_path)."""
