@@ -19,6 +19,7 @@ QUEUES = {
     "bench": {
         "mode": os.environ.get("BENCH_MODE", "processes"),
         "concurrency": int(os.environ.get("BENCH_CONCURRENCY", "1")),
-        "default_job_options": {"attempts": 1},
+        # keep every finished job (the default keeps the newest 1,000): the run reads each job's hash
+        "default_job_options": {"attempts": 1, "remove_on_complete": False, "remove_on_fail": False},
     },
 }
