@@ -48,7 +48,7 @@ from typing_extensions import ParamSpec
 from .conf import get_config
 from .connection import get_connection
 from .exceptions import InvalidJobData, InvalidJobOptions, JobRefused, UnrecoverableError
-from .job import Job, current_job
+from .job import STATES, Job, current_job
 from .options import OPTION_NAMES, JobOptions
 from .queue import Queue
 from .registry import TASK_RUNNER
@@ -124,7 +124,9 @@ class QueuesBackend(BaseTaskBackend):
         handle = self._job(result_id)
         if handle is None:
             raise TaskResultDoesNotExist(result_id)
-        state = handle.get_state()
+        # the state from the same read as the times and results' job fields (a second read could see a later state
+        # than they do: SUCCESSFUL with no started_at)
+        state = STATES.get(handle.rq_job.get_status(refresh=False) or "", "unknown")
         if state not in STATUSES:
             raise TaskResultDoesNotExist(result_id)
         try:
